@@ -1,0 +1,30 @@
+"""Shared constants: sample rates, analysis defaults, special tokens and answer tags.
+
+Every module imports these from here so that a value is defined exactly once.
+"""
+
+# Audio is resampled to this rate everywhere (Whisper-style encoders expect 16 kHz).
+AUDIO_SAMPLE_RATE = 16_000
+
+# Default number of frames analysed per second of video. AU onsets last ~0.1-0.5 s, so 8 fps
+# resolves onset/apex/offset while keeping per-clip cost low on a CPU.
+DEFAULT_ANALYSIS_FPS = 8.0
+# Hard cap on analysed frames per clip; longer clips are sampled more sparsely.
+DEFAULT_MAX_FRAMES = 480
+# Frames are decoded at most this size on their long side before face detection.
+DEFAULT_MAX_SIDE = 640
+
+# FACS intensity: 0 = absent, 1..5 = A..E.
+AU_INTENSITY_MAX = 5.0
+AU_ACTIVE_THRESHOLD = 1.0  # intensity at or above which an AU counts as present (FACS "A")
+INTENSITY_LETTERS = ("A", "B", "C", "D", "E")
+
+# Chain-of-thought answer format, rendered and parsed by `emoreason.answer`.
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+
+# Media placeholders in prompts (expanded by the model's processor).
+FACE_TOKEN = "<face>"
+AUDIO_TOKEN = "<audio>"
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")

@@ -1,0 +1,112 @@
+"""Action Unit intensities (0-5, FACS A-E) from landmark geometry against a neutral baseline.
+
+This is the geometric AU estimator behind the default backend: each AU is a weighted change of the
+measurements in :mod:`emoreason.face.geometry` from the person's own neutral face, mapped linearly
+from a dead zone (landmark jitter, ~1% of face width) to a full-scale change read as intensity E.
+
+The neutral baseline of a video is the median of its least expressive frames, trusted only within
+``IDENTITY_TOLERANCE`` of the landmark model's mean shape (so a person who smiles throughout still
+reads as smiling). A still image is measured against the mean shape alone.
+
+Honest limits: landmarks see shape, not texture, so wrinkles and bulges (AU6 cheek raise, AU9's
+wrinkling, AU14's dimple) are inferred from the shape changes that accompany them; AU6 and AU7 both
+raise the lower lid and are told apart by whether the lip corners rise too. The weights were set by
+hand from FACS descriptions and checked on the bundled photograph and synthetic expression morphs,
+not fitted to an AU corpus: a trained checkpoint's AU head is the better estimator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from emoreason.au import AU_CODES
+from emoreason.constants import AU_INTENSITY_MAX
+from emoreason.face.geometry import FEATURES, measure_all
+from emoreason.face.models import mean_shape
+
+_F = {name: i for i, name in enumerate(FEATURES)}
+
+
+@dataclass(frozen=True)
+class AURule:
+    code: str
+    weights: dict[str, float]  # feature -> weight on its change from neutral
+    dead: float  # change below this reads as absent (jitter)
+    full: float  # change read as intensity 5 (E)
+    absolute: bool = False  # measure the value itself, not its change (lips part is a state)
+
+
+# Corrections inside the weights "explain away" mechanical side effects: a dropped jaw pulls the lip
+# corners down; a broad smile lifts the upper lip and nostril wings (so they are not read as AU9/10).
+AU_RULES: tuple[AURule, ...] = (
+    AURule("AU1", {"inner_brow_height": 1.0}, 0.008, 0.06),
+    AURule("AU2", {"outer_brow_height": 1.0}, 0.008, 0.06),
+    AURule("AU4", {"inner_brow_height": -0.7, "brow_gap": -0.5}, 0.008, 0.05),
+    AURule("AU5", {"upper_lid_height": 1.0}, 0.004, 0.025),
+    AURule("AU6", {"lower_lid_height": -0.6, "corner_height": -0.12}, 0.004, 0.02),
+    AURule("AU7", {"lower_lid_height": -1.0, "corner_height": 0.12}, 0.004, 0.02),
+    AURule("AU9", {"nostril_height": -1.0, "corner_height": 0.2}, 0.004, 0.02),
+    AURule("AU10", {"upper_lip_gap": -1.0, "corner_height": 0.3}, 0.006, 0.035),
+    AURule("AU12", {"corner_height": -1.0, "jaw_opening": 0.3, "mouth_width": 0.15}, 0.01, 0.07),
+    AURule("AU14", {"corner_asymmetry": 1.0}, 0.008, 0.035),
+    AURule("AU15", {"corner_height": 1.0, "jaw_opening": -0.3}, 0.008, 0.04),
+    AURule("AU17", {"lower_lip_height": -1.0}, 0.008, 0.03),
+    AURule("AU20", {"mouth_width": 1.0, "corner_height": 1.0}, 0.015, 0.06),
+    AURule("AU23", {"lip_thickness": -1.0, "mouth_width": -0.5}, 0.008, 0.035),
+    AURule("AU24", {"lip_thickness": -1.0, "lip_gap": -1.0}, 0.01, 0.04),
+    AURule("AU25", {"lip_gap": 1.0}, 0.012, 0.08, absolute=True),
+    AURule("AU26", {"jaw_opening": 1.0}, 0.02, 0.12),
+    # AU43 (closed) and AU45 (blink) share the closure measure; events split them by duration.
+    AURule("AU43", {"eye_opening": -1.0}, 0.012, 0.035),
+    AURule("AU45", {"eye_opening": -1.0}, 0.012, 0.035),
+)
+if tuple(rule.code for rule in AU_RULES) != AU_CODES:
+    raise ValueError("AU_RULES must cover AU_CODES in the same order")
+
+_WEIGHTS = np.array([[rule.weights.get(name, 0.0) for name in FEATURES] for rule in AU_RULES])  # [A, F]
+_DEAD = np.array([rule.dead for rule in AU_RULES])
+_FULL = np.array([rule.full for rule in AU_RULES])
+_ABSOLUTE = np.array([rule.absolute for rule in AU_RULES])
+
+# How far (in units of each feature's largest full scale) a person's neutral may differ from the mean
+# shape before we stop believing it is neutral.
+IDENTITY_TOLERANCE = 0.4
+_FEATURE_SCALE = np.array(
+    [max((r.full for r in AU_RULES if r.weights.get(name)), default=0.05) for name in FEATURES]
+)
+NEUTRAL_FRACTION = 0.25  # share of a clip's frames taken as its neutral reference
+
+
+def reference_features() -> np.ndarray:
+    """``[F]`` measurements of the landmark model's mean shape: the population neutral face."""
+    return measure_all(mean_shape()[None])[0]
+
+
+def intensities(features: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """``[T, F]`` measurements and a ``[F]`` neutral -> ``[T, A]`` AU intensities in 0..5."""
+    change = np.where(_ABSOLUTE[None, :, None], features[:, None, :], (features - neutral)[:, None, :])  # [T, A, F]
+    raw = (change * _WEIGHTS[None]).sum(-1)  # [T, A]
+    return AU_INTENSITY_MAX * np.clip((raw - _DEAD) / (_FULL - _DEAD), 0.0, 1.0)
+
+
+def neutral_baseline(features: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The person's neutral measurements from their least expressive frames.
+
+    Args:
+        features: ``[T, F]`` measurements of one face track.
+        valid: ``[T]`` bool, frames usable for the baseline (for example near-frontal ones).
+    Returns:
+        ``([F] neutral, [K] indices of the frames used)``; with under 3 usable frames, the mean shape.
+    """
+    reference = reference_features()
+    usable = np.flatnonzero(valid if valid is not None else np.ones(len(features), bool))
+    if len(usable) < 3:
+        return reference, np.array([], dtype=int)
+    expressiveness = intensities(features[usable], reference).sum(1)  # [U]
+    count = max(3, int(round(len(usable) * NEUTRAL_FRACTION)))
+    chosen = usable[np.argsort(expressiveness, kind="stable")[:count]]
+    personal = np.median(features[chosen], axis=0)
+    limit = IDENTITY_TOLERANCE * _FEATURE_SCALE
+    return reference + np.clip(personal - reference, -limit, limit), np.sort(chosen)

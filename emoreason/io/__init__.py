@@ -1,0 +1,1 @@
+"""Media input: video frames sampled by time (decord), still images, and audio at 16 kHz."""

@@ -1,0 +1,187 @@
+"""Video frames sampled by time, and still images, as RGB arrays with timestamps.
+
+Frames are decoded with decord at a reduced size and handed out one small batch at a time, so a long
+or high-resolution video never sits in memory whole: peak memory is about ``batch_size`` frames at
+``max_side`` plus decord's own decoder buffers (see ``scripts/bench_perception.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emoreason.constants import DEFAULT_ANALYSIS_FPS, DEFAULT_MAX_FRAMES, DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
+from emoreason.io.errors import MediaError
+
+logger = logging.getLogger(__name__)
+
+_BATCH = 8  # frames decoded per decord call
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int  # frame number in the file (0 for an image)
+    time_s: float  # presentation time of the frame's start
+    image: np.ndarray  # [H, W, 3] uint8 RGB, long side <= max_side
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    num_frames: int
+    fps: float
+    duration_s: float
+    width: int  # original size, before any downscaling
+    height: int
+
+
+def is_image(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def check_file(path: str | Path) -> Path:
+    """Return ``path`` as a Path, or raise MediaError if it is missing, a folder or empty."""
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"{path}: no such file")
+    if not path.is_file():
+        raise MediaError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path}: file is empty (0 bytes)")
+    return path
+
+
+def _decord():
+    import decord
+
+    decord.logging.set_level(decord.logging.QUIET)  # ffmpeg's own messages would bypass ours
+    return decord
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Silence decord's C++ log lines (written straight to fd 2) so errors reach users once, as ours."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): leave it alone
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(width, height))
+    # even sizes keep the decoder's scaler happy
+    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+
+
+def _open(path: Path, max_side: int):
+    decord = _decord()
+    try:
+        with _native_stderr_silenced():
+            reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+            if len(reader) == 0:
+                raise MediaError(f"{path}: video has no frames")
+            height, width = reader[0].shape[:2]
+            target = _target_size(width, height, max_side)
+            if target != (width, height):
+                reader = decord.VideoReader(str(path), ctx=decord.cpu(0), width=target[0], height=target[1], num_threads=1)
+    except RuntimeError as exc:  # decord.DECORDError and decord's plain RuntimeError on open
+        raise MediaError(f"{path}: not a readable video (corrupt, truncated or not a video file)") from exc
+    return reader, width, height
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("[", "Stack trace", "File"))]
+    return (useful or lines or [type(exc).__name__])[0][:200]
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Frame count, frame rate, duration and size of a video, without decoding it all."""
+    path = check_file(path)
+    reader, width, height = _open(path, max_side=10**6)
+    fps = float(reader.get_avg_fps()) or 25.0
+    duration = float(reader.get_frame_timestamp(len(reader) - 1)[1])
+    return VideoInfo(str(path), len(reader), fps, duration, width, height)
+
+
+def sample_times(duration_s: float, fps: float, max_frames: int, start_s: float = 0.0) -> np.ndarray:
+    """Evenly spaced sample times: ``fps`` per second, thinned so that at most ``max_frames`` remain."""
+    if fps <= 0 or max_frames <= 0:
+        raise ValueError(f"fps and max_frames must be positive, got fps={fps}, max_frames={max_frames}")
+    span = max(duration_s - start_s, 0.0)
+    count = max(1, min(max_frames, int(math.floor(span * fps)) or 1))
+    step = span / count if count else 0.0
+    return start_s + step * (np.arange(count) + 0.5) if span > 0 else np.array([start_s])
+
+
+def iter_video_frames(
+    path: str | Path,
+    fps: float = DEFAULT_ANALYSIS_FPS,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    max_side: int = DEFAULT_MAX_SIDE,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+) -> Iterator[Frame]:
+    """Yield frames sampled at ``fps`` between ``start_s`` and ``end_s``, decoded at most ``max_side``.
+
+    Raises:
+        MediaError: the file is missing, empty, not a video, or fails to decode (truncated).
+    """
+    path = check_file(path)
+    reader, _, _ = _open(path, max_side)
+    try:
+        stamps = reader.get_frame_timestamp(range(len(reader)))[:, 0]  # [N] start times, seconds
+    except RuntimeError as exc:
+        raise MediaError(f"{path}: cannot read frame times ({_first_line(exc)})") from exc
+    duration = float(reader.get_frame_timestamp(len(reader) - 1)[1])
+    end = duration if end_s is None else min(end_s, duration)
+    times = sample_times(end, fps, max_frames, start_s=start_s)
+    indices = np.clip(np.searchsorted(stamps, times, side="right") - 1, 0, len(reader) - 1)
+    indices = np.unique(indices)  # a low-fps video may map two sample times to one frame
+    for offset in range(0, len(indices), _BATCH):
+        chunk = indices[offset : offset + _BATCH]
+        try:
+            with _native_stderr_silenced():
+                batch = reader.get_batch(chunk.tolist()).asnumpy()  # [b, H, W, 3] uint8
+        except RuntimeError as exc:
+            raise MediaError(
+                f"{path}: video is truncated or corrupt: decoding failed near {stamps[chunk[0]]:.2f} s "
+                f"({_first_line(exc)})"
+            ) from exc
+        for idx, image in zip(chunk, batch):
+            yield Frame(int(idx), float(stamps[idx]), image)
+        del batch
+
+
+def load_image(path: str | Path, max_side: int = 1280) -> Frame:
+    """Read a still image as one RGB frame at time 0 (EXIF orientation applied)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = check_file(path)
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img).convert("RGB")
+            if max(img.size) > max_side:
+                img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+            array = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise MediaError(f"{path}: cannot read as an image ({exc})") from exc
+    return Frame(0, 0.0, array)
+

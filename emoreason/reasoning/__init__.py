@@ -1,0 +1,1 @@
+"""Reasoning backends that turn AU evidence into an explained conclusion."""

@@ -1,0 +1,237 @@
+"""The FACS reasoner: the default ``rules`` backend, with no language model.
+
+Measured AU evidence -> key observations (each AU, how strong, when, what it signals) ->
+interpretation (which AUs co-occur and match an emotion prototype, how they unfold, what the voice
+adds) -> conclusion (emotion, confidence, alternatives), following ExpLLM's observation /
+interpretation / conclusion chain. It is deterministic, and it says "neutral" or "uncertain" when
+the evidence is weak rather than inventing an emotion. The same engine writes chain-of-thought
+targets for instruction data.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from emoreason.au import AU_BY_CODE, AU_CODES, PROTOTYPES
+from emoreason.constants import AU_ACTIVE_THRESHOLD
+from emoreason.face.events import AUEvent
+from emoreason.reasoning.scoring import best_emotion, emotion_scores, prototype_support
+from emoreason.report import AUReport, EmotionScore, Segment
+
+MIN_SEGMENT_S = 0.5  # expression changes shorter than this are merged into their neighbours
+VOTE_WINDOW = 5  # frames in the majority vote that smooths per-frame labels
+THIN_COVERAGE = 0.3  # main face in fewer than this share of frames -> evidence is thin
+HIGH_AROUSAL = frozenset({"anger", "fear", "surprise", "happiness"})
+
+
+@dataclass
+class FacsConclusion:
+    emotion: EmotionScore | None
+    aus: list[AUReport]
+    segments: list[Segment]
+    observations: list[str]
+    interpretation: list[str]
+    conclusion: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def reasoning(self) -> str:
+        lines = ["Observations:"] + [f"- {o}" for o in self.observations]
+        lines += ["Interpretation:"] + [f"- {i}" for i in self.interpretation]
+        return "\n".join(lines + [f"Conclusion: {self.conclusion}"])
+
+
+def _fmt(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds:.2f} s"
+
+
+def associated_emotions(code: str) -> list[str]:
+    return [e for e, p in PROTOTYPES.items() if code in p.core or code in p.supporting]
+
+
+def observe(au: AUReport) -> str:
+    """One observation line: the AU, its strength, its timing and what it is associated with."""
+    info = AU_BY_CODE[au.code]
+    text = f"{au.code} ({info.name}) at intensity {au.level} ({au.intensity:.1f}/5)"
+    if au.onset_s is not None:
+        text += f", from {_fmt(au.onset_s)}, peaking at {_fmt(au.apex_s)}, fading by {_fmt(au.offset_s)}"
+    text += f": {info.description}"
+    related = associated_emotions(au.code)
+    return text + (f"; seen in {', '.join(related)}." if related else ".")
+
+
+def frame_labels(table: pd.DataFrame) -> list[str]:
+    """Per-frame emotion labels from AU intensities, smoothed by a majority vote over VOTE_WINDOW frames."""
+    raw = [best_emotion(dict(zip(AU_CODES, row)))[0] for row in table[list(AU_CODES)].to_numpy()]
+    half = VOTE_WINDOW // 2
+    return [Counter(raw[max(0, i - half) : i + half + 1]).most_common(1)[0][0] for i in range(len(raw))]
+
+
+def segment_frames(table: pd.DataFrame) -> list[Segment]:
+    """Time segments of constant expression for one face's rows (``time_s`` + AU columns)."""
+    if table.empty:
+        return []
+    times = table["time_s"].to_numpy(np.float64)
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    labels = frame_labels(table)
+    runs: list[list[int]] = []  # [start, end] inclusive row indices
+    for i, label in enumerate(labels):
+        if runs and labels[runs[-1][0]] == label:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    merged: list[list[int]] = []
+    for run in runs:  # a short run joins the previous one
+        if merged and times[run[1]] + step - times[run[0]] < MIN_SEGMENT_S:
+            merged[-1][1] = run[1]
+        else:
+            merged.append(run)
+    if len(merged) > 1 and times[merged[0][1]] + step - times[merged[0][0]] < MIN_SEGMENT_S:
+        merged[1][0] = merged.pop(0)[0]  # a short first run joins the next one
+    values = table[list(AU_CODES)].to_numpy(np.float64)
+    segments = []
+    for start, end in merged:
+        peak = dict(zip(AU_CODES, np.percentile(values[start : end + 1], 80, axis=0)))
+        label, confidence, scores = best_emotion(peak)
+        aus = [{"code": c, "intensity": round(v, 2)} for c, v in peak.items() if v >= AU_ACTIVE_THRESHOLD]
+        segments.append(
+            Segment(float(times[start]), float(times[end] + step), EmotionScore(label, round(confidence, 3),
+                    _alternatives(scores, label)), aus)
+        )
+    return segments
+
+
+def _alternatives(scores: dict[str, float], label: str, floor: float = 0.1) -> list[dict]:
+    ranked = sorted(((s, e) for e, s in scores.items() if e != label and s >= floor), reverse=True)[:2]
+    return [{"label": e, "confidence": round(s, 3)} for s, e in ranked]
+
+
+def au_reports(events: Sequence[AUEvent]) -> list[AUReport]:
+    best: dict[str, AUEvent] = {}
+    for event in events:
+        if event.code not in best or event.intensity > best[event.code].intensity:
+            best[event.code] = event
+    return [
+        AUReport(e.code, round(e.intensity, 2), round(e.onset_s, 2), round(e.apex_s, 2), round(e.offset_s, 2))
+        for e in sorted(best.values(), key=lambda e: (e.onset_s, e.code))
+    ]
+
+
+def _interpret_combinations(aus: dict[str, float]) -> list[str]:
+    lines = []
+    for emotion, proto in PROTOTYPES.items():
+        support = prototype_support(aus, emotion)
+        if support < 0.2:
+            continue
+        present = [c for c in proto.core if aus.get(c, 0) >= AU_ACTIVE_THRESHOLD]
+        missing = [c for c in proto.core if c not in present]
+        text = f"{'+'.join(present) or 'none of its core AUs'} matches the {emotion} prototype, {proto.note}"
+        if missing:
+            text += f"; {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not visible, so the match is partial"
+        contrary = [c for c in proto.against if aus.get(c, 0) >= AU_ACTIVE_THRESHOLD]
+        if contrary:
+            text += f"; {', '.join(contrary)} argue{'s' if len(contrary) == 1 else ''} against it"
+        lines.append(text + ".")
+    return lines
+
+
+def _interpret_timing(reports: list[AUReport]) -> list[str]:
+    timed = [a for a in reports if a.onset_s is not None and a.code not in ("AU25", "AU45")]
+    if len(timed) < 2:
+        return []
+    first = min(timed, key=lambda a: a.onset_s)
+    peak = max(timed, key=lambda a: a.intensity)
+    text = f"{first.code} moves first (from {_fmt(first.onset_s)})"
+    if peak.code != first.code:
+        text += f"; the strongest movement is {peak.code}, peaking at {_fmt(peak.apex_s)}"
+    return [text + "."]
+
+
+def _interpret_segments(segments: list[Segment]) -> list[str]:
+    if len(segments) < 2:
+        return []
+    parts = [f"{s.emotion.label} from {_fmt(s.start_s)} to {_fmt(s.end_s)}" for s in segments]
+    return [f"The expression changes over the clip: {'; then '.join(parts)}."]
+
+
+def _interpret_voice(prosody, label: str) -> list[str]:
+    if prosody is None:
+        return []
+    cues = prosody.cues()
+    if not prosody.has_audio or prosody.silent:
+        return [f"Voice: {cues[0] if cues else 'no usable audio'}, so the conclusion rests on the face alone."]
+    aroused = (prosody.pitch_range_semitones or 0) > 6 or (prosody.energy_db_range or 0) > 25
+    fit = "fits" if aroused == (label in HIGH_AROUSAL) else "does not add support to"
+    level = "high" if aroused else "low"
+    return [f"Voice: {'; '.join(cues)}. This {level}-arousal delivery {fit} {label}."]
+
+
+def reason(
+    aus: list[AUReport],
+    segments: list[Segment],
+    faces_found: int,
+    coverage: float = 1.0,
+    prosody=None,
+) -> FacsConclusion:
+    """Chain of thought and conclusion from AU evidence.
+
+    Args:
+        aus: the main face's AUs (strongest event of each; times None for a still image).
+        segments: expression segments of the main face (one for an image).
+        faces_found: faces found in the media; 0 gives a report that claims no emotion.
+        coverage: share of analysed frames in which the main face was seen.
+        prosody: a :class:`emoreason.cues.prosody.Prosody` or None.
+    """
+    warnings: list[str] = []
+    if faces_found == 0:
+        conclusion = "no face was found, so no emotion is claimed."
+        return FacsConclusion(None, [], [], ["No face was detected in any analysed frame."],
+                              _interpret_voice(prosody, "neutral"), conclusion, ["no face found"])
+    observations = [observe(a) for a in aus] or ["No Action Unit reaches intensity A; the face stays near its neutral."]
+    peak = {a.code: a.intensity for a in aus}
+    ranked = [s for s in segments if s.emotion.label != "neutral"]
+    main = max(ranked, key=lambda s: s.emotion.confidence * max(s.end_s - s.start_s, 0.1), default=None)
+    if main is None:
+        label, confidence, scores = best_emotion(peak)
+        emotion = EmotionScore(label, round(confidence, 3), _alternatives(scores, label))
+    else:
+        scores = emotion_scores(peak)
+        others = {s.emotion.label for s in ranked if s is not main}
+        alternatives = [{"label": e, "confidence": round(scores[e], 3)} for e in sorted(others)]
+        emotion = EmotionScore(main.emotion.label, main.emotion.confidence,
+                               (alternatives + main.emotion.alternatives)[:3])
+    if coverage < THIN_COVERAGE:
+        warnings.append(f"the main face is visible in only {coverage:.0%} of analysed frames")
+        emotion.confidence = round(emotion.confidence * 0.7, 3)
+    interpretation = _interpret_combinations(peak) + _interpret_timing(aus) + _interpret_segments(segments)
+    interpretation += _interpret_voice(prosody, emotion.label)
+    if not interpretation:
+        interpretation = ["No combination of AUs matches an emotion prototype."]
+    conclusion = _conclude(emotion, warnings)
+    return FacsConclusion(emotion, aus, segments, observations, interpretation, conclusion, warnings)
+
+
+def _conclude(emotion: EmotionScore, warnings: list[str]) -> str:
+    if emotion.label == "neutral":
+        text = f"the evidence is weak, so the face reads as neutral (confidence {emotion.confidence:.2f})"
+    else:
+        text = f"the evidence supports {emotion.label} (confidence {emotion.confidence:.2f})"
+    if emotion.alternatives:
+        text += "; alternatives: " + ", ".join(f"{a['label']} ({a['confidence']:.2f})" for a in emotion.alternatives)
+    if emotion.confidence < 0.4 and emotion.label != "neutral":
+        text += "; this is uncertain"
+    if warnings:
+        text += f"; note: {'; '.join(warnings)}"
+    return text + "."
+
+
+def image_reports(intensities: dict[str, float]) -> list[AUReport]:
+    """AUs of a still image (no timing), strongest first."""
+    active = [(v, c) for c, v in intensities.items() if v >= AU_ACTIVE_THRESHOLD]
+    return [AUReport(c, round(v, 2)) for v, c in sorted(active, reverse=True)]
+
