@@ -20,8 +20,12 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=DEFAULT_ANALYSIS_FPS, help="frames analysed per second")
     parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="most frames analysed")
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="decode frames at most this size")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="show a progress bar on stderr (default: when stderr is a terminal)")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar on stderr (default: when stderr is a terminal)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,8 +70,14 @@ def run_explain(args: argparse.Namespace) -> int:
     _check_sampling(args)
     update, close = _progress(args.progress, "analysing")
     try:
-        report = explain(args.path, fps=args.fps, max_frames=args.max_frames, max_side=args.max_side,
-                         use_audio=not args.no_audio, progress=update)
+        report = explain(
+            args.path,
+            fps=args.fps,
+            max_frames=args.max_frames,
+            max_side=args.max_side,
+            use_audio=not args.no_audio,
+            progress=update,
+        )
     finally:
         close()
     if args.format == "json":

@@ -78,17 +78,32 @@ def explain(
     answer = None
     if result.emotion is not None:
         answer = render_answer(
-            result.reasoning, result.emotion.label, result.emotion.confidence, result.aus,
+            result.reasoning,
+            result.emotion.label,
+            result.emotion.confidence,
+            result.aus,
             [(a["label"], a["confidence"]) for a in result.emotion.alternatives],
         )
     timings = dict(analysis.timings, audio_s=round(audio_s, 4), reason_s=round(time.perf_counter() - tick, 4))
     timings["total_s"] = round(time.perf_counter() - started, 4)
     return EmotionReport(
-        source=str(path), media_type=analysis.media_type, duration_s=round(analysis.duration_s, 3),
-        frames_analyzed=analysis.frames_analyzed, faces_found=analysis.faces_found, aus=result.aus,
-        emotion=result.emotion, segments=result.segments, reasoning=result.reasoning, answer=answer,
-        backend="rules", model=None, audio=_audio_dict(prosody), main_face=_main_face(analysis),
-        warnings=warnings, timings=timings, frames=analysis.table,
+        source=str(path),
+        media_type=analysis.media_type,
+        duration_s=round(analysis.duration_s, 3),
+        frames_analyzed=analysis.frames_analyzed,
+        faces_found=analysis.faces_found,
+        aus=result.aus,
+        emotion=result.emotion,
+        segments=result.segments,
+        reasoning=result.reasoning,
+        answer=answer,
+        backend="rules",
+        model=None,
+        audio=_audio_dict(prosody),
+        main_face=_main_face(analysis),
+        warnings=warnings,
+        timings=timings,
+        frames=analysis.table,
     )
 
 

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import soundfile
-from media import gray_frames, voice_like, write_video
 
 from emoreason.constants import AUDIO_SAMPLE_RATE
 from emoreason.io.audio import AudioClip, load_audio
 from emoreason.io.errors import MediaError
+from emoreason.synthetic import gray_frames, voice_like, write_video
 
 SR = AUDIO_SAMPLE_RATE
 
@@ -96,7 +96,7 @@ def _folder(path):
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
-        (None, "not found"),
+        (None, "no such file"),
         (_zero_bytes, "empty"),
         (_text, "cannot read audio"),  # right suffix, wrong content
         (_folder, "not a file"),

@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from media import gray_frames, voice_like, write_video
 
 from emoreason.constants import AUDIO_SAMPLE_RATE
 from emoreason.cues.prosody import analyze_prosody
 from emoreason.io.audio import AudioClip, load_audio
+from emoreason.synthetic import gray_frames, voice_like, write_video
 
 SR = AUDIO_SAMPLE_RATE
 PAUSE = (1.8, 2.4)

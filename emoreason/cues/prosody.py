@@ -124,12 +124,8 @@ class Prosody:
             cues.append("no pauses")
         if self.speech_rate_per_s is not None:
             rate = self.speech_rate_per_s
-            pace = (
-                "fast speech"
-                if rate >= FAST_SPEECH_PER_S
-                else "slow speech"
-                if rate <= SLOW_SPEECH_PER_S
-                else "moderate speech rate"
+            pace = _band(
+                rate, SLOW_SPEECH_PER_S, FAST_SPEECH_PER_S, ("slow speech", "moderate speech rate", "fast speech")
             )
             cues.append(f"{pace} (~{rate:.1f} syllables/s)")
         return cues
@@ -235,31 +231,29 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
+def _band(value: float, low: float, high: float, words: tuple[str, str, str]) -> str:
+    """words[0] at or below `low`, words[2] at or above `high`, words[1] between."""
+    return words[0] if value <= low else words[2] if value >= high else words[1]
+
+
 def _pitch_cue(p: Prosody) -> str:
-    level = (
-        "high" if p.pitch_median_hz >= PITCH_HIGH_HZ else "low" if p.pitch_median_hz <= PITCH_LOW_HZ else "mid-range"
-    )
-    spread = p.pitch_range_semitones
-    variety = (
-        "variable"
-        if spread >= PITCH_RANGE_WIDE_ST
-        else "monotone"
-        if spread <= PITCH_RANGE_NARROW_ST
-        else "moderately varied"
-    )
-    cue = f"voice pitch is {level} and {variety} (median {p.pitch_median_hz:.0f} Hz, range {spread:.1f} semitones)"
+    median, spread = p.pitch_median_hz, p.pitch_range_semitones
+    level = _band(median, PITCH_LOW_HZ, PITCH_HIGH_HZ, ("low", "mid-range", "high"))
+    variety = _band(spread, PITCH_RANGE_NARROW_ST, PITCH_RANGE_WIDE_ST, ("monotone", "moderately varied", "variable"))
+    cue = f"voice pitch is {level} and {variety} (median {median:.0f} Hz, range {spread:.1f} semitones)"
     if p.pitch_trend in ("rising", "falling"):
         cue += f", {p.pitch_trend} toward the end"
     return cue
 
 
 def _loudness_cue(mean_db: float, range_db: float) -> str:
-    level = "loud" if mean_db >= LOUD_DBFS else "quiet" if mean_db <= QUIET_DBFS else "moderately loud"
+    level = _band(mean_db, QUIET_DBFS, LOUD_DBFS, ("quiet", "moderately loud", "loud"))
+    cue = f"{level} ({mean_db:.0f} dBFS)"
     if range_db >= ENERGY_RANGE_WIDE_DB:
-        return f"{level} ({mean_db:.0f} dBFS), with a wide dynamic range ({range_db:.0f} dB)"
+        return f"{cue}, with a wide dynamic range ({range_db:.0f} dB)"
     if range_db <= ENERGY_RANGE_NARROW_DB:
-        return f"{level} ({mean_db:.0f} dBFS), with a narrow dynamic range ({range_db:.0f} dB)"
-    return f"{level} ({mean_db:.0f} dBFS)"
+        return f"{cue}, with a narrow dynamic range ({range_db:.0f} dB)"
+    return cue
 
 
 def _json_float(value: float) -> float | None:

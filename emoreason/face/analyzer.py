@@ -140,12 +140,20 @@ class FaceAnalyzer:
         measure_start = time.perf_counter()
         table, events, neutral_times, main_id = _measure(rows, tracker, media_type)
         analysis = FaceAnalysis(
-            source=str(path), media_type=media_type, duration_s=duration, frames_analyzed=position + 1,
-            frame_size=frame_size, table=table, tracks=tracker.confirmed, main_track_id=main_id, events=events,
+            source=str(path),
+            media_type=media_type,
+            duration_s=duration,
+            frames_analyzed=position + 1,
+            frame_size=frame_size,
+            table=table,
+            tracks=tracker.confirmed,
+            main_track_id=main_id,
+            events=events,
             neutral_times=neutral_times,
         )
         analysis.timings = {
-            "decode_s": round(decode_s, 4), "detect_s": round(detect_s, 4),
+            "decode_s": round(decode_s, 4),
+            "detect_s": round(detect_s, 4),
             "measure_s": round(time.perf_counter() - measure_start, 4),
             "total_s": round(time.perf_counter() - started, 4),
         }
@@ -170,8 +178,19 @@ def _rows(position: int, frame: Frame, faces, ids) -> list[dict]:
 
 
 def _measure(rows: list[dict], tracker: FaceTracker, media_type: str):
-    columns = ["frame", "frame_index", "time_s", "track_id", "is_main", "face_score", *BOX_COLUMNS, *POSE_COLUMNS,
-               *LANDMARK_COLUMNS, *AU_COLUMNS, "neutral_ref"]
+    columns = [
+        "frame",
+        "frame_index",
+        "time_s",
+        "track_id",
+        "is_main",
+        "face_score",
+        *BOX_COLUMNS,
+        *POSE_COLUMNS,
+        *LANDMARK_COLUMNS,
+        *AU_COLUMNS,
+        "neutral_ref",
+    ]
     confirmed = {t.track_id for t in tracker.confirmed}
     rows = _drop_unconfirmed(rows, confirmed)
     table = pd.DataFrame(rows).reindex(columns=columns)

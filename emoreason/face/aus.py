@@ -73,9 +73,7 @@ _ABSOLUTE = np.array([rule.absolute for rule in AU_RULES])
 # How far (in units of each feature's largest full scale) a person's neutral may differ from the mean
 # shape before we stop believing it is neutral.
 IDENTITY_TOLERANCE = 0.4
-_FEATURE_SCALE = np.array(
-    [max((r.full for r in AU_RULES if r.weights.get(name)), default=0.05) for name in FEATURES]
-)
+_FEATURE_SCALE = np.array([max((r.full for r in AU_RULES if r.weights.get(name)), default=0.05) for name in FEATURES])
 NEUTRAL_FRACTION = 0.25  # share of a clip's frames taken as its neutral reference
 
 

@@ -76,9 +76,16 @@ def detect_events(times: np.ndarray, intensity: np.ndarray, code: str) -> list[A
             end += 1
         segment = intensity[start : end + 1]
         apex = start + int(np.argmax(segment))
+        offset = times[end + 1] if end + 1 < len(times) else times[end] + step  # the first frame it is gone
         events.append(
-            AUEvent(code, float(times[start]), float(times[apex]), float(times[end] + step),
-                    float(intensity[apex]), float(segment.mean()))
+            AUEvent(
+                code,
+                float(times[start]),
+                float(times[apex]),
+                float(offset),
+                float(intensity[apex]),
+                float(segment.mean()),
+            )
         )
     return events
 
@@ -97,7 +104,9 @@ def split_eye_closure(events: list[AUEvent]) -> list[AUEvent]:
 def all_events(times: np.ndarray, intensities: np.ndarray) -> list[AUEvent]:
     """Events for every AU from ``[T, A]`` intensities (AU_CODES order), sorted by onset."""
     if intensities.ndim != 2 or intensities.shape != (len(times), len(AU_CODES)):
-        raise ValueError(f"expected intensities of shape [{len(times)}, {len(AU_CODES)}], got {list(intensities.shape)}")
+        raise ValueError(
+            f"expected intensities of shape [{len(times)}, {len(AU_CODES)}], got {list(intensities.shape)}"
+        )
     events = []
     for a, code in enumerate(AU_CODES):
         if code == "AU45":  # shares AU43's closure series; split below

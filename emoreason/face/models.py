@@ -24,9 +24,7 @@ class FaceModelError(RuntimeError):
 def models_dir() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or spec.origin is None:
-        raise FaceModelError(
-            "the face landmark model is not installed: pip install face-recognition-models==0.3.0"
-        )
+        raise FaceModelError("the face landmark model is not installed: pip install face-recognition-models==0.3.0")
     return Path(spec.origin).parent / "models"
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from emoreason.constants import AUDIO_SAMPLE_RATE
-from emoreason.io.errors import MediaError
+from emoreason.io.errors import MediaError, check_file, native_stderr_silenced
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ _NO_AUDIO_STREAM = "Can't find audio stream"
 _DECORD_PREFIX = re.compile(r"^\[[^\]]*\]\s*\S+:\d+:\s*")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq would compare arrays elementwise
 class AudioClip:
     """A mono waveform and where it sits in its file.
 
@@ -104,16 +104,11 @@ def load_audio(
     """
     from decord import AudioReader, DECORDError
 
-    path = Path(path)
     start_s = _check_span(sample_rate, start_s, end_s)
-    if not path.exists():
-        raise MediaError(f"{path}: file not found")
-    if not path.is_file():
-        raise MediaError(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise MediaError(f"{path}: file is empty (0 bytes)")
+    path = check_file(path)
     try:
-        reader = AudioReader(str(path), sample_rate=sample_rate, mono=True)
+        with native_stderr_silenced():
+            reader = AudioReader(str(path), sample_rate=sample_rate, mono=True)
     except DECORDError as err:
         reason = _DECORD_PREFIX.sub("", str(err).strip().splitlines()[0]).replace(f"ERROR opening: {path}, ", "")
         if _NO_AUDIO_STREAM in reason:

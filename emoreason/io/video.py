@@ -7,11 +7,8 @@ or high-resolution video never sits in memory whole: peak memory is about ``batc
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from emoreason.constants import DEFAULT_ANALYSIS_FPS, DEFAULT_MAX_FRAMES, DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
-from emoreason.io.errors import MediaError
+from emoreason.io.errors import MediaError, check_file, native_stderr_silenced
 
 logger = logging.getLogger(__name__)
 
@@ -47,41 +44,11 @@ def is_image(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def check_file(path: str | Path) -> Path:
-    """Return ``path`` as a Path, or raise MediaError if it is missing, a folder or empty."""
-    path = Path(path)
-    if not path.exists():
-        raise MediaError(f"{path}: no such file")
-    if not path.is_file():
-        raise MediaError(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise MediaError(f"{path}: file is empty (0 bytes)")
-    return path
-
-
 def _decord():
     import decord
 
     decord.logging.set_level(decord.logging.QUIET)  # ffmpeg's own messages would bypass ours
     return decord
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Silence decord's C++ log lines (written straight to fd 2) so errors reach users once, as ours."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): leave it alone
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -93,14 +60,16 @@ def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 def _open(path: Path, max_side: int):
     decord = _decord()
     try:
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
             if len(reader) == 0:
                 raise MediaError(f"{path}: video has no frames")
             height, width = reader[0].shape[:2]
             target = _target_size(width, height, max_side)
             if target != (width, height):
-                reader = decord.VideoReader(str(path), ctx=decord.cpu(0), width=target[0], height=target[1], num_threads=1)
+                reader = decord.VideoReader(
+                    str(path), ctx=decord.cpu(0), width=target[0], height=target[1], num_threads=1
+                )
     except RuntimeError as exc:  # decord.DECORDError and decord's plain RuntimeError on open
         raise MediaError(f"{path}: not a readable video (corrupt, truncated or not a video file)") from exc
     return reader, width, height
@@ -158,7 +127,7 @@ def iter_video_frames(
     for offset in range(0, len(indices), _BATCH):
         chunk = indices[offset : offset + _BATCH]
         try:
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 batch = reader.get_batch(chunk.tolist()).asnumpy()  # [b, H, W, 3] uint8
         except RuntimeError as exc:
             raise MediaError(
@@ -184,4 +153,3 @@ def load_image(path: str | Path, max_side: int = 1280) -> Frame:
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise MediaError(f"{path}: cannot read as an image ({exc})") from exc
     return Frame(0, 0.0, array)
-

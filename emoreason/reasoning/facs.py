@@ -99,9 +99,14 @@ def segment_frames(table: pd.DataFrame) -> list[Segment]:
         peak = dict(zip(AU_CODES, np.percentile(values[start : end + 1], 80, axis=0)))
         label, confidence, scores = best_emotion(peak)
         aus = [{"code": c, "intensity": round(v, 2)} for c, v in peak.items() if v >= AU_ACTIVE_THRESHOLD]
+        end_s = times[end + 1] if end + 1 < len(times) else times[end] + step  # sampling may be uneven
         segments.append(
-            Segment(float(times[start]), float(times[end] + step), EmotionScore(label, round(confidence, 3),
-                    _alternatives(scores, label)), aus)
+            Segment(
+                float(times[start]),
+                float(end_s),
+                EmotionScore(label, round(confidence, 3), _alternatives(scores, label)),
+                aus,
+            )
         )
     return segments
 
@@ -132,7 +137,9 @@ def _interpret_combinations(aus: dict[str, float]) -> list[str]:
         missing = [c for c in proto.core if c not in present]
         text = f"{'+'.join(present) or 'none of its core AUs'} matches the {emotion} prototype, {proto.note}"
         if missing:
-            text += f"; {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not visible, so the match is partial"
+            text += (
+                f"; {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not visible, so the match is partial"
+            )
         contrary = [c for c in proto.against if aus.get(c, 0) >= AU_ACTIVE_THRESHOLD]
         if contrary:
             text += f"; {', '.join(contrary)} argue{'s' if len(contrary) == 1 else ''} against it"
@@ -190,8 +197,15 @@ def reason(
     warnings: list[str] = []
     if faces_found == 0:
         conclusion = "no face was found, so no emotion is claimed."
-        return FacsConclusion(None, [], [], ["No face was detected in any analysed frame."],
-                              _interpret_voice(prosody, "neutral"), conclusion, ["no face found"])
+        return FacsConclusion(
+            None,
+            [],
+            [],
+            ["No face was detected in any analysed frame."],
+            _interpret_voice(prosody, "neutral"),
+            conclusion,
+            ["no face found"],
+        )
     observations = [observe(a) for a in aus] or ["No Action Unit reaches intensity A; the face stays near its neutral."]
     peak = {a.code: a.intensity for a in aus}
     ranked = [s for s in segments if s.emotion.label != "neutral"]
@@ -203,8 +217,9 @@ def reason(
         scores = emotion_scores(peak)
         others = {s.emotion.label for s in ranked if s is not main}
         alternatives = [{"label": e, "confidence": round(scores[e], 3)} for e in sorted(others)]
-        emotion = EmotionScore(main.emotion.label, main.emotion.confidence,
-                               (alternatives + main.emotion.alternatives)[:3])
+        emotion = EmotionScore(
+            main.emotion.label, main.emotion.confidence, (alternatives + main.emotion.alternatives)[:3]
+        )
     if coverage < THIN_COVERAGE:
         warnings.append(f"the main face is visible in only {coverage:.0%} of analysed frames")
         emotion.confidence = round(emotion.confidence * 0.7, 3)
@@ -234,4 +249,3 @@ def image_reports(intensities: dict[str, float]) -> list[AUReport]:
     """AUs of a still image (no timing), strongest first."""
     active = [(v, c) for c, v in intensities.items() if v >= AU_ACTIVE_THRESHOLD]
     return [AUReport(c, round(v, 2)) for v, c in sorted(active, reverse=True)]
-

@@ -1,6 +1,10 @@
-"""Synthetic media for tests: real video/audio files written with PyAV, and a voice-like test signal.
+"""Synthetic media: videos written with PyAV, a voice-like signal, and expression morphs of a real face.
 
-Not a test module (no ``test_`` prefix): test files import `write_video` and `voice_like` from here.
+Used by the demo (``scripts/make_demo_video.py``), the tests and the benchmarks. The face is a real
+photograph that a registry package ships: scikit-image's ``astronaut`` (Eileen Collins, NASA, public
+domain), smiling. :func:`expression_clip` warps its landmarks (piecewise affine) between a neutral
+mouth, built from the landmark model's mean shape, and the photograph's own smile, so the clip has a
+known AU12 onset, apex and offset. Needs the ``media`` extra (``av``, ``scikit-image``).
 """
 
 from __future__ import annotations
@@ -8,7 +12,6 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 
@@ -39,6 +42,8 @@ def write_video(
     _, height, width, _ = frames.shape
     if height % 2 or width % 2:
         raise ValueError(f"frame height and width must be even for yuv420p, got {height}x{width}")
+    import av
+
     path = Path(path)
     with av.open(str(path), mode="w") as container:
         video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
@@ -56,6 +61,8 @@ def write_video(
 
 def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int, offset: int) -> None:
     """Encode a mono waveform in 1024-sample chunks (the AAC frame size), the first sample at pts `offset`."""
+    import av
+
     audio = np.asarray(audio)
     if audio.ndim != 1:
         raise ValueError(f"audio must be mono [N], got shape {audio.shape}")
@@ -116,3 +123,80 @@ def gray_frames(count: int, height: int = 64, width: int = 64) -> np.ndarray:
     """`count` uniform mid-gray RGB frames, [T, H, W, 3] uint8, with a slowly changing level."""
     levels = np.linspace(96, 160, count).astype(np.uint8)
     return np.broadcast_to(levels[:, None, None, None], (count, height, width, 3)).copy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Expression morphs of a real photograph
+# ---------------------------------------------------------------------------------------------
+
+MOUTH = slice(48, 68)
+
+
+def astronaut_face(size: int = 320) -> np.ndarray:
+    """scikit-image's astronaut photograph cropped around her (smiling) face, ``[size, size, 3]`` uint8."""
+    from PIL import Image
+    from skimage import data
+
+    crop = Image.fromarray(data.astronaut()[20:276, 94:350])  # 256 x 256 around the face
+    return np.asarray(crop.resize((size, size), Image.Resampling.BICUBIC))
+
+
+def _neutral_mouth(landmarks: np.ndarray) -> np.ndarray:
+    """The same face with the landmark model's mean (closed, relaxed) mouth in place of its own."""
+    from emoreason.face.align import RIGID_POINTS, apply_transform, fit_similarity
+    from emoreason.face.models import mean_shape
+
+    rigid = list(RIGID_POINTS)
+    to_mean = fit_similarity(landmarks[rigid], mean_shape()[rigid])
+    from_mean = fit_similarity(mean_shape()[rigid], landmarks[rigid])
+    normalised = apply_transform(to_mean, landmarks)
+    mouth = mean_shape()[MOUTH].copy()
+    mouth[:, 1] += normalised[33, 1] - mean_shape()[33, 1]  # keep the person's nose-to-mouth distance
+    for upper, lower in ((13, 19), (14, 18), (15, 17)):  # close the lips: inner points meet midway
+        mouth[[upper, lower], 1] = mouth[[upper, lower], 1].mean()
+    normalised[MOUTH] = mouth
+    return apply_transform(from_mean, normalised)
+
+
+def _ramp(t: np.ndarray, onset: float, apex: float, release: float, offset: float) -> np.ndarray:
+    """0 -> 1 between onset and apex, 1 until release, back to 0 at offset (raised-cosine edges)."""
+    up = np.clip((t - onset) / max(apex - onset, 1e-6), 0, 1)
+    down = np.clip((offset - t) / max(offset - release, 1e-6), 0, 1)
+    return 0.5 - 0.5 * np.cos(np.pi * np.minimum(up, down))
+
+
+def expression_clip(
+    size: int = 320,
+    fps: float = 12.0,
+    duration_s: float = 3.0,
+    smile: tuple[float, float, float, float] = (0.8, 1.3, 2.0, 2.5),
+) -> tuple[np.ndarray, np.ndarray]:
+    """A clip of the astronaut going from a neutral mouth into her smile and back.
+
+    Args:
+        smile: (onset, apex, release, offset) times in seconds of the smile.
+    Returns:
+        ``([T, size, size, 3] uint8 frames, [T] smile strength in 0..1)``.
+    """
+    from skimage.transform import PiecewiseAffineTransform, warp
+
+    from emoreason.face.detect import FaceDetector
+
+    image = astronaut_face(size)
+    faces = FaceDetector(upsample=1).detect(image)
+    if not faces:
+        raise RuntimeError("no face found in the astronaut photograph")
+    smiling = faces[0].landmarks.astype(np.float64)
+    neutral = _neutral_mouth(smiling)
+    edge = np.linspace(0, size - 1, 5)
+    border = np.array([(x, y) for x in edge for y in edge if x in (0, size - 1) or y in (0, size - 1)])
+    times = np.arange(int(round(duration_s * fps))) / fps
+    strength = _ramp(times, *smile)
+    source = image.astype(np.float64) / 255
+    frames = []
+    for alpha in strength:
+        target = neutral + alpha * (smiling - neutral)
+        # warp() needs the map from output pixels (target shape) back to input pixels (the photo).
+        tform = PiecewiseAffineTransform.from_estimate(np.vstack([target, border]), np.vstack([smiling, border]))
+        frames.append((warp(source, tform, order=1, mode="edge") * 255).round().astype(np.uint8))
+    return np.stack(frames), strength
