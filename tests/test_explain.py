@@ -1,0 +1,114 @@
+"""End-to-end: emoreason.explain on real-face media, and the report schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import emoreason
+from emoreason.answer import parse_answer
+from tests.conftest import SMILE
+
+
+@pytest.fixture(scope="module")
+def smile_report(smile_video):
+    return emoreason.explain(smile_video)
+
+
+def test_smile_video_yields_au12_with_timing_and_happiness(smile_report):
+    au12 = next(a for a in smile_report.aus if a.code == "AU12")
+    onset, apex, release, offset = SMILE
+    assert au12.intensity >= 2.0  # at least FACS B at the apex
+    assert onset - 0.2 <= au12.onset_s <= apex + 0.1
+    assert apex - 0.2 <= au12.apex_s <= release + 0.2
+    assert release <= au12.offset_s <= offset + 0.4
+    assert smile_report.emotion.label == "happiness"
+    assert smile_report.faces_found == 1
+
+
+def test_smile_video_has_neutral_then_happy_segments(smile_report):
+    labels = [s.emotion.label for s in smile_report.segments]
+    assert labels[0] == "neutral" and "happiness" in labels
+    happy = next(s for s in smile_report.segments if s.emotion.label == "happiness")
+    assert any(a["code"] == "AU12" for a in happy.aus)
+    for before, after in zip(smile_report.segments, smile_report.segments[1:]):
+        assert before.end_s <= after.start_s + 1e-6  # segments do not overlap
+
+
+def test_reasoning_has_observations_interpretation_conclusion(smile_report):
+    text = smile_report.reasoning
+    assert text.index("Observations:") < text.index("Interpretation:") < text.index("Conclusion:")
+    assert "AU12" in text and "happiness" in text.split("Conclusion:")[1]
+    assert "Voice:" in text  # the audio track is read
+
+
+def test_answer_round_trips_through_the_parser(smile_report):
+    parsed = parse_answer(smile_report.answer)
+    assert parsed.valid and parsed.format_ok
+    assert parsed.emotion == smile_report.emotion.label
+    assert {a.code for a in parsed.aus} == {a.code for a in smile_report.aus}
+
+
+def test_report_is_json_serialisable(smile_report):
+    data = json.loads(smile_report.to_json())
+    for key in ("source", "duration_s", "faces_found", "aus", "emotion", "segments", "reasoning", "backend",
+                "warnings", "timings"):
+        assert key in data
+    assert data["backend"] == "rules"
+    assert set(data["aus"][0]) >= {"code", "name", "intensity", "onset_s", "apex_s", "offset_s"}
+    assert set(data["emotion"]) == {"label", "confidence", "alternatives"}
+    assert abs(data["duration_s"] - 3.0) < 0.2
+    assert list(smile_report.to_frame().columns)[:2] == ["code", "name"]
+
+
+def test_prosody_cues_in_report(smile_report):
+    assert smile_report.audio["has_audio"] and not smile_report.audio["silent"]
+    assert any("pause" in cue for cue in smile_report.audio["cues"])
+
+
+def test_smiling_photograph_yields_au12_and_happiness(smiling_photo):
+    report = emoreason.explain(smiling_photo)
+    assert report.media_type == "image" and report.faces_found == 1
+    au12 = next(a for a in report.aus if a.code == "AU12")
+    assert au12.intensity >= 3.0 and au12.onset_s is None  # a still has no timing
+    assert report.emotion.label == "happiness" and report.emotion.confidence > 0.5
+    assert report.audio is None
+
+
+def test_video_without_audio_track(silent_video):
+    report = emoreason.explain(silent_video)
+    assert report.audio["has_audio"] is False
+    assert "no audio track" in report.audio["cues"]
+    assert report.emotion.label == "happiness"
+
+
+def test_no_face_video_claims_no_emotion(no_face_video):
+    report = emoreason.explain(no_face_video)
+    assert report.faces_found == 0
+    assert report.emotion is None and report.aus == [] and report.answer is None
+    assert "no face" in report.reasoning.lower()
+    json.loads(report.to_json())
+
+
+def test_two_people_do_not_mix_and_the_larger_is_main(two_face_video):
+    analysis = emoreason.FaceAnalyzer().analyze(two_face_video)
+    assert analysis.faces_found == 2
+    table = analysis.table[analysis.table["track_id"] >= 0]
+    centres = (table["face_x0"] + table["face_x1"]) / 2
+    for track_id, xs in centres.groupby(table["track_id"]):
+        assert (xs < 320).all() or (xs >= 320).all(), f"track {track_id} crosses between the two people"
+    main = analysis.main_face()
+    assert ((main["face_x0"] + main["face_x1"]) / 2 < 320).all()  # the larger, left face
+    assert main["AU12"].max() >= 2.0
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "text", "truncated"])
+def test_bad_inputs_raise_media_error(bad_files, kind):
+    with pytest.raises(emoreason.MediaError, match=str(bad_files[kind].name)):
+        emoreason.explain(bad_files[kind])
+
+
+def test_model_backend_is_refused_clearly(smiling_photo):
+    with pytest.raises(NotImplementedError, match="FACS reasoner"):
+        emoreason.explain(smiling_photo, model="some/checkpoint")
