@@ -52,7 +52,6 @@ class FaceAnalysis:
     neutral_times: list[float]
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    key_frames: dict[float, np.ndarray] = field(default_factory=dict)  # time -> RGB frame, if kept
 
     @property
     def faces_found(self) -> int:
@@ -100,13 +99,11 @@ class FaceAnalyzer:
         self,
         path: str | Path,
         progress: Callable[[int, int], None] | None = None,
-        keep_frames: bool = False,
     ) -> FaceAnalysis:
         """Full analysis of a video or image file.
 
         Args:
             progress: called as ``progress(done, total)`` after each analysed frame.
-            keep_frames: keep the decoded frames of the main face's AU apexes (for reports).
         Raises:
             MediaError: the file is missing, empty, unreadable, or not an image/video.
         """
@@ -120,7 +117,6 @@ class FaceAnalyzer:
             total = min(self.max_frames, max(1, int(duration * self.fps)))
         tracker = FaceTracker()
         rows: list[dict] = []
-        kept: list[Frame] = []
         decode_s = detect_s = 0.0
         frame_size = (0, 0)
         tick = time.perf_counter()
@@ -132,8 +128,6 @@ class FaceAnalyzer:
             ids = tracker.update(position, frame.time_s, faces)
             detect_s += time.perf_counter() - tick
             rows.extend(_rows(position, frame, faces, ids))
-            if keep_frames:
-                kept.append(frame)
             if progress:
                 progress(position + 1, total)
             tick = time.perf_counter()
@@ -157,9 +151,11 @@ class FaceAnalyzer:
             "measure_s": round(time.perf_counter() - measure_start, 4),
             "total_s": round(time.perf_counter() - started, 4),
         }
-        if keep_frames:
-            apexes = {e.apex_s for e in events} | {float(t) for t in table["time_s"].iloc[:1]}
-            analysis.key_frames = {f.time_s: f.image for f in kept if f.time_s in apexes}
+        if media_type == "video" and duration * self.fps > self.max_frames:
+            analysis.warnings.append(
+                f"long video: {self.max_frames} frames analysed over {duration:.1f} s "
+                f"({self.max_frames / duration:.2f} per second instead of {self.fps:g})"
+            )
         return analysis
 
 
