@@ -24,7 +24,7 @@ from emoreason.face.aus import intensities, neutral_baseline, reference_features
 from emoreason.face.detect import FaceDetector
 from emoreason.face.events import AUEvent, all_events, smooth
 from emoreason.face.geometry import measure_all
-from emoreason.face.track import FaceTracker, Track
+from emoreason.face.track import FaceTracker, Track, iou
 from emoreason.io.video import Frame, is_image, iter_video_frames, load_image, probe_video
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ POSE_COLUMNS = ["yaw", "pitch", "roll"]
 LANDMARK_COLUMNS = [f"{axis}_{i}" for i in range(68) for axis in ("x", "y")]
 AU_COLUMNS = list(AU_CODES)
 FRONTAL_YAW = 30.0  # degrees; more turned frames are not used as neutral references
+FULL_SCAN_EVERY = 8  # sampled frames between whole-frame scans for new faces (1 s at 8 fps)
 
 
 @dataclass
@@ -124,7 +125,7 @@ class FaceAnalyzer:
             decode_s += time.perf_counter() - tick
             tick = time.perf_counter()
             frame_size = (frame.image.shape[1], frame.image.shape[0])
-            faces = self.detector.detect(frame.image)
+            faces = self._detect(frame.image, position, tracker)
             ids = tracker.update(position, frame.time_s, faces)
             detect_s += time.perf_counter() - tick
             rows.extend(_rows(position, frame, faces, ids))
@@ -157,6 +158,19 @@ class FaceAnalyzer:
                 f"({self.max_frames / duration:.2f} per second instead of {self.fps:g})"
             )
         return analysis
+
+
+    def _detect(self, image: np.ndarray, position: int, tracker: FaceTracker):
+        """Search around the faces already tracked; scan the whole frame periodically, or when that fails."""
+        live = tracker.live(position)
+        if position % FULL_SCAN_EVERY == 0 or not live:
+            return self.detector.detect(image)
+        faces: list = []
+        for track in live:
+            for face in self.detector.detect_near(image, track.last.box):
+                if all(iou(face.box, other.box) < 0.3 for other in faces):
+                    faces.append(face)
+        return faces or self.detector.detect(image)
 
 
 def _rows(position: int, frame: Frame, faces, ids) -> list[dict]:

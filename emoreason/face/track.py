@@ -72,9 +72,13 @@ class FaceTracker:
         self.tracks: list[Track] = []
         self._next_id = 0
 
+    def live(self, position: int) -> list[Track]:
+        """Tracks that a detection at sampled frame ``position`` may still continue."""
+        return [t for t in self.tracks if position - t.frames[-1] <= self.max_gap + 1]
+
     def update(self, position: int, time_s: float, faces: list[FaceDetection]) -> list[int]:
         """Assign this frame's detections to tracks; returns the track id of each detection."""
-        live = [t for t in self.tracks if position - t.frames[-1] <= self.max_gap + 1]
+        live = self.live(position)
         pairs = sorted(
             ((_affinity(track, face), ti, fi) for ti, track in enumerate(live) for fi, face in enumerate(faces)),
             reverse=True,

@@ -1,7 +1,7 @@
 """Video frames sampled by time, and still images, as RGB arrays with timestamps.
 
 Frames are decoded with decord at a reduced size and handed out one small batch at a time, so a long
-or high-resolution video never sits in memory whole: peak memory is about ``batch_size`` frames at
+or high-resolution video never sits in memory whole: peak memory is about 32 frames at
 ``max_side`` plus decord's own decoder buffers (see ``scripts/bench_perception.py``).
 """
 
@@ -20,7 +20,7 @@ from emoreason.io.errors import MediaError, check_file, native_stderr_silenced
 
 logger = logging.getLogger(__name__)
 
-_BATCH = 8  # frames decoded per decord call
+_BATCH = 32  # frames decoded per decord call (each call costs a seek, see below)
 
 
 @dataclass(frozen=True)
