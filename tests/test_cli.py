@@ -11,8 +11,9 @@ import pytest
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "emoreason.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "emoreason.cli", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_explain_video_json(smile_video):

@@ -52,8 +52,18 @@ def test_answer_round_trips_through_the_parser(smile_report):
 
 def test_report_is_json_serialisable(smile_report):
     data = json.loads(smile_report.to_json())
-    for key in ("source", "duration_s", "faces_found", "aus", "emotion", "segments", "reasoning", "backend",
-                "warnings", "timings"):
+    for key in (
+        "source",
+        "duration_s",
+        "faces_found",
+        "aus",
+        "emotion",
+        "segments",
+        "reasoning",
+        "backend",
+        "warnings",
+        "timings",
+    ):
         assert key in data
     assert data["backend"] == "rules"
     assert set(data["aus"][0]) >= {"code", "name", "intensity", "onset_s", "apex_s", "offset_s"}

@@ -71,6 +71,8 @@ class FaceAnalyzer:
         max_frames: most frames analysed per video (longer videos are sampled more sparsely).
         max_side: frames are decoded with their long side at most this many pixels.
         detector: a :class:`FaceDetector` (dlib HOG + 68 landmarks by default).
+        full_scan_every: sampled frames between whole-frame scans for new faces; in between, faces
+            are searched for only around the tracked ones (1 scans every frame: slower, the baseline).
 
     >>> table = FaceAnalyzer().detect_video("clip.mp4")  # doctest: +SKIP
     >>> table[["time_s", "AU12"]].max()                   # doctest: +SKIP
@@ -82,10 +84,15 @@ class FaceAnalyzer:
         max_frames: int = DEFAULT_MAX_FRAMES,
         max_side: int = DEFAULT_MAX_SIDE,
         detector: FaceDetector | None = None,
+        full_scan_every: int = FULL_SCAN_EVERY,
     ):
-        if fps <= 0 or max_frames <= 0 or max_side < 64:
-            raise ValueError(f"need fps > 0, max_frames > 0, max_side >= 64; got {fps}, {max_frames}, {max_side}")
+        if fps <= 0 or max_frames <= 0 or max_side < 64 or full_scan_every < 1:
+            raise ValueError(
+                f"need fps > 0, max_frames > 0, max_side >= 64, full_scan_every >= 1; "
+                f"got {fps}, {max_frames}, {max_side}, {full_scan_every}"
+            )
         self.fps, self.max_frames, self.max_side = fps, max_frames, max_side
+        self.full_scan_every = full_scan_every
         self.detector = detector or FaceDetector()
 
     def detect_video(self, path: str | Path) -> pd.DataFrame:
@@ -159,11 +166,10 @@ class FaceAnalyzer:
             )
         return analysis
 
-
     def _detect(self, image: np.ndarray, position: int, tracker: FaceTracker):
         """Search around the faces already tracked; scan the whole frame periodically, or when that fails."""
         live = tracker.live(position)
-        if position % FULL_SCAN_EVERY == 0 or not live:
+        if position % self.full_scan_every == 0 or not live:
             return self.detector.detect(image)
         faces: list = []
         for track in live:

@@ -78,17 +78,22 @@ class FaceDetector:
             return []
         scale = WINDOW_FACE_PX / size
         window = Image.fromarray(np.ascontiguousarray(image[top:bottom, left:right]))
-        window = window.resize((max(1, round(window.width * scale)), max(1, round(window.height * scale))),
-                               Image.Resampling.BILINEAR)
+        window = window.resize(
+            (max(1, round(window.width * scale)), max(1, round(window.height * scale))), Image.Resampling.BILINEAR
+        )
         rects, scores, _ = face_detector().run(np.asarray(window), 0, self.threshold)
-        boxes = [(left + r.left() / scale, top + r.top() / scale, left + r.right() / scale, top + r.bottom() / scale)
-                 for r in rects]
+        boxes = [
+            (left + r.left() / scale, top + r.top() / scale, left + r.right() / scale, top + r.bottom() / scale)
+            for r in rects
+        ]
         return self._with_landmarks(np.ascontiguousarray(image), boxes, scores)
 
     @staticmethod
     def _with_landmarks(image: np.ndarray, boxes, scores) -> list[FaceDetection]:
-        faces = [FaceDetection(tuple(map(float, box)), float(score), landmarks_in_box(image, box))
-                 for box, score in zip(boxes, scores)]
+        faces = [
+            FaceDetection(tuple(map(float, box)), float(score), landmarks_in_box(image, box))
+            for box, score in zip(boxes, scores)
+        ]
         return sorted(faces, key=lambda face: -face.size)
 
 
