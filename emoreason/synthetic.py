@@ -22,6 +22,7 @@ def write_video(
     audio: np.ndarray | None = None,
     sample_rate: int = 16_000,
     audio_start_s: float = 0.0,
+    faststart: bool = False,
 ) -> Path:
     """Write an H.264 (yuv420p) video, with an optional AAC mono audio track, to `path`.
 
@@ -32,6 +33,7 @@ def write_video(
         audio: optional mono waveform, [N] float in [-1, 1] (any float dtype) or int16; None writes no audio track.
         sample_rate: rate of `audio` in Hz.
         audio_start_s: time of the first audio sample; > 0 makes the audio stream start after the video.
+        faststart: put the MP4 index first (as streaming sites do), so a truncated file still opens.
 
     Returns:
         The path written.
@@ -45,7 +47,8 @@ def write_video(
     import av
 
     path = Path(path)
-    with av.open(str(path), mode="w") as container:
+    options = {"movflags": "faststart"} if faststart else None
+    with av.open(str(path), mode="w", options=options) as container:
         video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         sound = container.add_stream("aac", rate=sample_rate, layout="mono") if audio is not None else None

@@ -71,13 +71,22 @@ def two_face_video(media_dir, smile_frames):
 
 
 @pytest.fixture(scope="session")
-def bad_files(media_dir, smile_video):
-    """Inputs a user may pass by mistake: missing, empty, text named .mp4, truncated video."""
+def bad_files(media_dir, smile_video, smile_frames):
+    """Inputs a user may pass by mistake: missing, empty, text named .mp4, truncated videos."""
     empty = media_dir / "empty.mp4"
     empty.write_bytes(b"")
     text = media_dir / "notes.mp4"
     text.write_text("this is not a video\n")
     truncated = media_dir / "truncated.mp4"
     data = smile_video.read_bytes()
-    truncated.write_bytes(data[: len(data) // 2])
-    return {"missing": media_dir / "missing.mp4", "empty": empty, "text": text, "truncated": truncated}
+    truncated.write_bytes(data[: len(data) // 2])  # index (moov) at the end: lost
+    streamed = write_video(media_dir / "faststart.mp4", smile_frames[0], 12.0, faststart=True)
+    cut = media_dir / "truncated_faststart.mp4"
+    cut.write_bytes(streamed.read_bytes()[: int(streamed.stat().st_size * 0.8)])  # index kept, frames cut
+    return {
+        "missing": media_dir / "missing.mp4",
+        "empty": empty,
+        "text": text,
+        "truncated": truncated,
+        "truncated_faststart": cut,
+    }

@@ -43,7 +43,7 @@ def test_explain_no_face_exits_zero(no_face_video):
     assert report["faces_found"] == 0 and report["emotion"] is None
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty", "text", "truncated"])
+@pytest.mark.parametrize("kind", ["missing", "empty", "text", "truncated", "truncated_faststart"])
 def test_bad_input_exits_2_with_one_line(bad_files, kind):
     result = run("explain", bad_files[kind])
     assert result.returncode == 2

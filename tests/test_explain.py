@@ -113,7 +113,7 @@ def test_two_people_do_not_mix_and_the_larger_is_main(two_face_video):
     assert main["AU12"].max() >= 2.0
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty", "text", "truncated"])
+@pytest.mark.parametrize("kind", ["missing", "empty", "text", "truncated", "truncated_faststart"])
 def test_bad_inputs_raise_media_error(bad_files, kind):
     with pytest.raises(emoreason.MediaError, match=str(bad_files[kind].name)):
         emoreason.explain(bad_files[kind])

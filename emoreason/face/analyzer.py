@@ -127,6 +127,7 @@ class FaceAnalyzer:
         rows: list[dict] = []
         decode_s = detect_s = 0.0
         frame_size = (0, 0)
+        position = -1
         tick = time.perf_counter()
         for position, frame in enumerate(frames):
             decode_s += time.perf_counter() - tick

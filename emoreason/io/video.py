@@ -51,6 +51,11 @@ def _decord():
     return decord
 
 
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    # decord raises DECORDError (not a RuntimeError) from its C++ checks, and RuntimeError on open.
+    return (RuntimeError, _decord().DECORDError)
+
+
 def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     scale = min(1.0, max_side / max(width, height))
     # even sizes keep the decoder's scaler happy
@@ -70,7 +75,7 @@ def _open(path: Path, max_side: int):
                 reader = decord.VideoReader(
                     str(path), ctx=decord.cpu(0), width=target[0], height=target[1], num_threads=1
                 )
-    except RuntimeError as exc:  # decord.DECORDError and decord's plain RuntimeError on open
+    except _decode_errors() as exc:
         raise MediaError(f"{path}: not a readable video (corrupt, truncated or not a video file)") from exc
     return reader, width, height
 
@@ -117,7 +122,7 @@ def iter_video_frames(
     reader, _, _ = _open(path, max_side)
     try:
         stamps = reader.get_frame_timestamp(range(len(reader)))[:, 0]  # [N] start times, seconds
-    except RuntimeError as exc:
+    except _decode_errors() as exc:
         raise MediaError(f"{path}: cannot read frame times ({_first_line(exc)})") from exc
     duration = float(reader.get_frame_timestamp(len(reader) - 1)[1])
     end = duration if end_s is None else min(end_s, duration)
@@ -134,7 +139,7 @@ def iter_video_frames(
                 # seek(0) (not to the last index, which decodes later frames without their references)
                 # keeps frames exact and memory flat, for ~1.7x the decode time.
                 reader.seek(0)
-        except RuntimeError as exc:
+        except _decode_errors() as exc:
             raise MediaError(
                 f"{path}: video is truncated or corrupt: decoding failed near {stamps[chunk[0]]:.2f} s "
                 f"({_first_line(exc)})"
