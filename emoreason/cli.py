@@ -36,9 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(explain)
     explain.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     explain.add_argument("--no-audio", action="store_true", help="ignore the audio track")
+    explain.add_argument("--html", type=Path, help="also write a self-contained visual report to this HTML file")
     analyze = sub.add_parser("analyze", help="per-frame table: time, face box, landmarks, AU intensities")
     _add_sampling(analyze)
     analyze.add_argument("--csv", type=Path, help="write the table to this CSV file ('-' for stdout)")
+    analyze.add_argument("--plot", type=Path, help="write a static AU timeline figure (PNG) to this file")
     return parser
 
 
@@ -80,6 +82,10 @@ def run_explain(args: argparse.Namespace) -> int:
         )
     finally:
         close()
+    if args.html is not None:
+        from emoreason.viz.html import save_html
+
+        save_html(report, args.html)
     if args.format == "json":
         print(report.to_json())
         return 0
@@ -88,6 +94,8 @@ def run_explain(args: argparse.Namespace) -> int:
     print(report.reasoning)
     for warning in report.warnings:
         print(f"warning: {warning}")
+    if args.html is not None:
+        print(f"\nvisual report written to {args.html}")
     return 0
 
 
@@ -101,19 +109,24 @@ def run_analyze(args: argparse.Namespace) -> int:
     finally:
         close()
     table = analysis.table
+    to_stdout = args.csv is not None and str(args.csv) == "-"
+    say = (lambda text: print(text, file=sys.stderr)) if to_stdout else print  # stdout holds the CSV
     if args.csv is not None:
-        if str(args.csv) == "-":
-            table.to_csv(sys.stdout, index=False)
-            return 0
-        table.to_csv(args.csv, index=False)
+        table.to_csv(sys.stdout if to_stdout else args.csv, index=False)
     main = analysis.main_face()
-    print(f"{args.path}: {analysis.frames_analyzed} frames analysed, {analysis.faces_found} face(s) found")
+    say(f"{args.path}: {analysis.frames_analyzed} frames analysed, {analysis.faces_found} face(s) found")
     if not main.empty:
         peaks = main[AU_COLUMNS].max()
         active = ", ".join(f"{code} {value:.1f}" for code, value in peaks.items() if value >= 1.0) or "none"
-        print(f"main face: {len(main)} frames; peak AU intensities (>= 1): {active}")
-    if args.csv is not None:
-        print(f"table ({len(table)} rows x {len(table.columns)} columns) written to {args.csv}")
+        say(f"main face: {len(main)} frames; peak AU intensities (>= 1): {active}")
+    if args.csv is not None and not to_stdout:
+        say(f"table ({len(table)} rows x {len(table.columns)} columns) written to {args.csv}")
+    if args.plot is not None:
+        from emoreason.explain import explain_analysis
+        from emoreason.viz.timeline import save_timeline_png
+
+        save_timeline_png(explain_analysis(analysis, use_audio=False), args.plot)
+        say(f"AU timeline written to {args.plot}")
     return 0
 
 

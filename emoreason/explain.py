@@ -59,9 +59,14 @@ def explain(
             "checkpoint backends (hf, vllm) are not in this release; call explain() without model= to use "
             "the FACS reasoner"
         )
-    started = time.perf_counter()
     analyzer = analyzer or FaceAnalyzer(fps=fps, max_frames=max_frames, max_side=max_side)
-    analysis = analyzer.analyze(path, progress=progress)
+    return explain_analysis(analyzer.analyze(path, progress=progress), use_audio=use_audio)
+
+
+def explain_analysis(analysis: FaceAnalysis, use_audio: bool = True) -> EmotionReport:
+    """The FACS reasoner's report for a face analysis already made (see :meth:`FaceAnalyzer.analyze`)."""
+    started = time.perf_counter()
+    path = analysis.source
     warnings = list(analysis.warnings)
     prosody = None
     audio_s = 0.0
@@ -85,7 +90,7 @@ def explain(
             [(a["label"], a["confidence"]) for a in result.emotion.alternatives],
         )
     timings = dict(analysis.timings, audio_s=round(audio_s, 4), reason_s=round(time.perf_counter() - tick, 4))
-    timings["total_s"] = round(time.perf_counter() - started, 4)
+    timings["total_s"] = round(analysis.timings.get("total_s", 0.0) + time.perf_counter() - started, 4)
     return EmotionReport(
         source=str(path),
         media_type=analysis.media_type,
@@ -142,8 +147,9 @@ def _main_face(analysis: FaceAnalysis) -> dict | None:
         "first_seen_s": float(main["time_s"].min()),
         "last_seen_s": float(main["time_s"].max()),
         "median_box": box,
+        "frame_size": list(analysis.frame_size),  # width, height of the frames the boxes refer to
         "neutral_reference_s": [round(t, 2) for t in analysis.neutral_times],
     }
 
 
-__all__ = ["explain", "EmotionReport", "EmotionScore", "BACKENDS"]
+__all__ = ["explain", "explain_analysis", "EmotionReport", "EmotionScore", "BACKENDS"]

@@ -112,8 +112,11 @@ def iter_video_frames(
     max_side: int = DEFAULT_MAX_SIDE,
     start_s: float = 0.0,
     end_s: float | None = None,
+    times: np.ndarray | None = None,
 ) -> Iterator[Frame]:
     """Yield frames sampled at ``fps`` between ``start_s`` and ``end_s``, decoded at most ``max_side``.
+
+    ``times`` (seconds) replaces that sampling with the frames shown at exactly those times.
 
     Raises:
         MediaError: the file is missing, empty, not a video, or fails to decode (truncated).
@@ -126,7 +129,8 @@ def iter_video_frames(
         raise MediaError(f"{path}: cannot read frame times ({_first_line(exc)})") from exc
     duration = float(reader.get_frame_timestamp(len(reader) - 1)[1])
     end = duration if end_s is None else min(end_s, duration)
-    times = sample_times(end, fps, max_frames, start_s=start_s)
+    if times is None:
+        times = sample_times(end, fps, max_frames, start_s=start_s)
     indices = np.clip(np.searchsorted(stamps, times, side="right") - 1, 0, len(reader) - 1)
     indices = np.unique(indices)  # a low-fps video may map two sample times to one frame
     for offset in range(0, len(indices), _BATCH):

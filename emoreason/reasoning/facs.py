@@ -166,12 +166,14 @@ def _interpret_segments(segments: list[Segment]) -> list[str]:
     return [f"The expression changes over the clip: {'; then '.join(parts)}."]
 
 
-def _interpret_voice(prosody, label: str) -> list[str]:
+def _interpret_voice(prosody, label: str | None) -> list[str]:
     if prosody is None:
         return []
     cues = prosody.cues()
     if not prosody.has_audio or prosody.silent:
         return [f"Voice: {cues[0] if cues else 'no usable audio'}, so the conclusion rests on the face alone."]
+    if label is None:  # no face: describe the voice, draw no emotional conclusion from it
+        return [f"Voice: {'; '.join(cues)}."]
     aroused = (prosody.pitch_range_semitones or 0) > 6 or (prosody.energy_db_range or 0) > 25
     fit = "fits" if aroused == (label in HIGH_AROUSAL) else "does not add support to"
     level = "high" if aroused else "low"
@@ -202,7 +204,7 @@ def reason(
             [],
             [],
             ["No face was detected in any analysed frame."],
-            _interpret_voice(prosody, "neutral"),
+            _interpret_voice(prosody, None),
             conclusion,
             ["no face found"],
         )

@@ -1,0 +1,148 @@
+"""The AU intensity timeline: as inline SVG for the HTML report, and as a static PNG figure.
+
+One line per AU that was found (its per-frame intensity, 0-5), with the AU's onset, apex and offset
+marked, and the emotion segments as a coloured band underneath.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emoreason.constants import AU_INTENSITY_MAX
+from emoreason.report import EmotionReport
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22")  # fmt: skip
+EMOTION_COLOURS = {
+    "happiness": "#f4c542", "sadness": "#5b8def", "anger": "#e0513a", "fear": "#9b6ad6", "disgust": "#6aa84f",
+    "surprise": "#f39c34", "contempt": "#a67c52", "neutral": "#c9cdd2",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Series:
+    code: str
+    colour: str
+    times: np.ndarray  # [T] seconds
+    values: np.ndarray  # [T] intensity 0..5
+
+
+def au_series(report: EmotionReport) -> list[Series]:
+    """Per-frame intensity of each AU the report lists, for the main face."""
+    table = report.frames
+    if table is None or report.faces_found == 0:
+        return []
+    main = table[table["is_main"]].sort_values("time_s")
+    return [
+        Series(au.code, PALETTE[i % len(PALETTE)], main["time_s"].to_numpy(float), main[au.code].to_numpy(float))
+        for i, au in enumerate(report.aus)
+    ]
+
+
+def timeline_svg(report: EmotionReport, width: int = 920, height: int = 300) -> str:
+    """Inline SVG: AU lines, onset/apex/offset markers, emotion band; elements carry ``data-au``."""
+    series = au_series(report)
+    left, right, top, band = 44, 16, 12, 34
+    plot_h = height - top - band - 36
+    duration = max(report.duration_s, max((s.times[-1] for s in series if len(s.times)), default=0.0), 1e-3)
+
+    def x(t: float) -> float:
+        return left + (width - left - right) * t / duration
+
+    def y(v: float) -> float:
+        return top + plot_h * (1 - v / AU_INTENSITY_MAX)
+
+    parts = [f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+             f'role="img" aria-label="AU intensity timeline">']  # fmt: skip
+    for level in range(6):  # grid with FACS letters
+        label = "ABCDE"[level - 1] if level else "0"
+        parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(level):.1f}" y2="{y(level):.1f}"/>'
+                     f'<text class="axis" x="{left - 8}" y="{y(level) + 4:.1f}" text-anchor="end">{label}</text>')  # fmt: skip
+    step = _tick_step(duration)
+    for t in np.arange(0, duration + 1e-9, step):
+        parts.append(f'<text class="axis" x="{x(t):.1f}" y="{height - 4}" text-anchor="middle">{t:g} s</text>')
+    events = {au.code: au for au in report.aus}
+    for s in series:
+        points = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(s.times, s.values))
+        parts.append(f'<g class="au-series" data-au="{s.code}" id="series-{s.code}">'
+                     f'<polyline points="{points}" stroke="{s.colour}"/>')  # fmt: skip
+        au = events[s.code]
+        if au.onset_s is not None:
+            for name, t in (("onset", au.onset_s), ("offset", au.offset_s)):
+                parts.append(f'<line class="marker {name}" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{y(0):.1f}" '
+                             f'y2="{y(au.intensity):.1f}" stroke="{s.colour}"><title>{s.code} {name} {t:.2f} s'
+                             f"</title></line>")  # fmt: skip
+            parts.append(f'<circle class="apex" cx="{x(au.apex_s):.1f}" cy="{y(au.intensity):.1f}" r="4" '
+                         f'fill="{s.colour}"><title>{s.code} apex {au.apex_s:.2f} s, intensity '
+                         f"{au.intensity:.1f}</title></circle>")  # fmt: skip
+        parts.append("</g>")
+    band_y = top + plot_h + 8
+    for seg in report.segments:
+        colour = EMOTION_COLOURS.get(seg.emotion.label, "#999999")
+        x0, x1 = x(seg.start_s), max(x(seg.end_s), x(seg.start_s) + 2)
+        parts.append(f'<rect class="segment" x="{x0:.1f}" y="{band_y}" width="{x1 - x0:.1f}" height="{band - 10}" '
+                     f'fill="{colour}"><title>{escape(seg.emotion.label)} {seg.start_s:.2f}-{seg.end_s:.2f} s'
+                     f"</title></rect>")  # fmt: skip
+        if x1 - x0 > 50:
+            parts.append(f'<text class="segment-label" x="{(x0 + x1) / 2:.1f}" y="{band_y + 17}" '
+                         f'text-anchor="middle">{escape(seg.emotion.label)}</text>')  # fmt: skip
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _tick_step(duration: float) -> float:
+    for step in (0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600):
+        if duration / step <= 10:
+            return step
+    return 1200.0
+
+
+def save_timeline_png(report: EmotionReport, path: str | Path, dpi: int = 120) -> Path:
+    """A static timeline figure (matplotlib, no display needed): AU lines above, emotion band below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, band) = plt.subplots(2, 1, figsize=(10, 4.2), sharex=True, gridspec_kw={"height_ratios": [5, 1]})
+    series = au_series(report)
+    for s in series:
+        ax.plot(s.times, s.values, color=s.colour, label=s.code, linewidth=1.8)
+    for au in report.aus:
+        if au.apex_s is not None:
+            colour = next(s.colour for s in series if s.code == au.code)
+            ax.plot([au.apex_s], [au.intensity], "o", color=colour)
+            ax.axvspan(au.onset_s, au.offset_s, color=colour, alpha=0.06)
+    ax.set_ylim(0, AU_INTENSITY_MAX + 0.2)
+    ax.set_yticks(range(6), ["0", "A", "B", "C", "D", "E"])
+    ax.set_ylabel("AU intensity")
+    title = "no face found" if report.faces_found == 0 else (report.emotion.label if report.emotion else "")
+    ax.set_title(f"{Path(report.source).name}: {title}")
+    if series:
+        ax.legend(loc="upper right", ncol=min(len(series), 6), fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no face found" if report.faces_found == 0 else "no AU above trace level",
+                transform=ax.transAxes, ha="center", va="center", fontsize=14, color="#666666")  # fmt: skip
+    for seg in report.segments:
+        band.axvspan(seg.start_s, seg.end_s, color=EMOTION_COLOURS.get(seg.emotion.label, "#999999"))
+        band.text((seg.start_s + seg.end_s) / 2, 0.5, seg.emotion.label, ha="center", va="center", fontsize=8)
+    band.set_yticks([])
+    band.set_xlabel("time (s)")
+    band.set_xlim(0, max(report.duration_s, 1e-3))
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def frame_table(report: EmotionReport) -> pd.DataFrame:
+    """The main face's rows of the per-frame table (empty when there is none)."""
+    if report.frames is None:
+        return pd.DataFrame()
+    return report.frames[report.frames["is_main"]].sort_values("time_s").reset_index(drop=True)
