@@ -13,6 +13,23 @@ from emoreason.report import AUReport, EmotionReport, EmotionScore, Segment
 
 __version__ = "0.1.0"
 
+_MODEL_EXPORTS = ("EmoReasonConfig", "EmoReasonForConditionalGeneration", "EmoReasonProcessor")
+
+
+def __getattr__(name: str):
+    # The model classes need torch (the `model` extra); import them on first use so that
+    # `import emoreason` works on a machine without it.
+    if name in _MODEL_EXPORTS:
+        try:
+            import emoreason.model as model
+        except ImportError as exc:
+            raise ImportError(
+                f"emoreason.{name} needs the model extra: pip install 'emoreason[model]' ({exc})"
+            ) from exc
+        return getattr(model, name)
+    raise AttributeError(f"module 'emoreason' has no attribute {name!r}")
+
+
 __all__ = [
     "AUReport",
     "EmotionReport",
@@ -23,4 +40,5 @@ __all__ = [
     "Segment",
     "explain",
     "__version__",
+    *_MODEL_EXPORTS,
 ]

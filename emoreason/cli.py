@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(explain)
     explain.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     explain.add_argument("--no-audio", action="store_true", help="ignore the audio track")
+    explain.add_argument("--model", help="an emoreason checkpoint directory (hf backend); default: FACS reasoner")
     explain.add_argument("--html", type=Path, help="also write a self-contained visual report to this HTML file")
     analyze = sub.add_parser("analyze", help="per-frame table: time, face box, landmarks, AU intensities")
     _add_sampling(analyze)
@@ -78,6 +79,7 @@ def run_explain(args: argparse.Namespace) -> int:
             max_frames=args.max_frames,
             max_side=args.max_side,
             use_audio=not args.no_audio,
+            model=args.model,
             progress=update,
         )
     finally:
@@ -139,8 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     except MediaError as exc:
         print(f"emoreason: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # for example an unwritable --csv path
-        print(f"emoreason: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # an unwritable --csv path, an incomplete checkpoint directory
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"emoreason: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:  # an optional extra is not installed; the message names it
+        print(f"emoreason: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()

@@ -19,7 +19,7 @@ from emoreason.report import EmotionReport, EmotionScore, Segment
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("rules",)
+BACKENDS = ("rules", "hf")
 
 
 def explain(
@@ -40,8 +40,8 @@ def explain(
 
     Args:
         path: a video (anything ffmpeg reads) or an image (.jpg, .png, ...).
-        model: an emoreason checkpoint directory for the ``hf`` backend. ``None`` (the default) uses
-            the FACS reasoner (``rules``), which needs no model.
+        model: an emoreason checkpoint directory: the ``hf`` backend runs it in-process (needs the
+            ``model`` extra). ``None`` (the default) uses the FACS reasoner (``rules``), which needs no model.
         fps, max_frames, max_side: frame sampling (see :class:`FaceAnalyzer`).
         use_audio: read prosody cues from the audio track.
         progress: called as ``progress(done, total)`` per analysed frame.
@@ -49,18 +49,23 @@ def explain(
         An :class:`EmotionReport`; ``faces_found == 0`` and ``emotion is None`` when no face is seen.
     Raises:
         MediaError: the file is missing, empty, unreadable or not an image/video.
+        CheckpointError: ``model`` is not a complete emoreason checkpoint (the message names the file).
 
     >>> report = emoreason.explain("clip.mp4")       # doctest: +SKIP
     >>> report.emotion.label, [a.code for a in report.aus]  # doctest: +SKIP
     ('happiness', ['AU6', 'AU12', 'AU25'])
     """
-    if model is not None:
-        raise NotImplementedError(
-            "checkpoint backends (hf, vllm) are not in this release; call explain() without model= to use "
-            "the FACS reasoner"
-        )
     analyzer = analyzer or FaceAnalyzer(fps=fps, max_frames=max_frames, max_side=max_side)
-    return explain_analysis(analyzer.analyze(path, progress=progress), use_audio=use_audio)
+    explainer = None
+    if model is not None:  # load first: a bad checkpoint fails before minutes of video analysis
+        try:
+            from emoreason.model.backend import load_explainer
+        except ImportError as exc:
+            raise ImportError(f"the hf backend needs the model extra: pip install 'emoreason[model]' ({exc})") from exc
+        explainer = load_explainer(str(model))
+    analysis = analyzer.analyze(path, progress=progress)
+    report = explain_analysis(analysis, use_audio=use_audio)
+    return report if explainer is None else explainer.explain(analysis, report)
 
 
 def explain_analysis(analysis: FaceAnalysis, use_audio: bool = True) -> EmotionReport:

@@ -9,5 +9,12 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+case ",${extras}," in
+  *,dev,*|*,model,*|*,train,*|*,serve,*)
+    # torch first and pinned, so that no dependency pulls a multi-GB CUDA build onto a CPU machine
+    # (this machine kind ships the 2.13.0 CPU wheel locally; override with TORCH_SPEC).
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "${TORCH_SPEC:-torch==2.13.0}"
+    ;;
+esac
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${extras}]"
 echo "emoreason installed in .venv with extras [${extras}]"

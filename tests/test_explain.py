@@ -119,6 +119,9 @@ def test_bad_inputs_raise_media_error(bad_files, kind):
         emoreason.explain(bad_files[kind])
 
 
-def test_model_backend_is_refused_clearly(smiling_photo):
-    with pytest.raises(NotImplementedError, match="FACS reasoner"):
-        emoreason.explain(smiling_photo, model="some/checkpoint")
+def test_incomplete_checkpoint_is_named(smiling_photo, tmp_path):
+    from emoreason.model.checkpoint import CheckpointError
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        emoreason.explain(smiling_photo, model=tmp_path)

@@ -1,0 +1,131 @@
+"""Checkpoints: one Hugging Face style directory that loads back exactly.
+
+Layout::
+
+    config.json              EmoReasonConfig (towers, compressor, connectors, language model)
+    model.safetensors        all base weights (towers, compressor, connectors, language model)
+    lora/                    the language model's LoRA adapter (peft), when one is attached
+    tokenizer.json, ...      tokenizer with its chat template, processor_config.json
+    README.md                model card
+
+The LoRA adapter touches only the language model, and the trained compressor and connectors live in
+the base weights, because vLLM refuses adapters that carry ``modules_to_save``. ``merge_lora`` folds
+the adapter into the language model for serving without one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from emoreason.model.configuration import EmoReasonConfig
+from emoreason.model.modeling import EmoReasonForConditionalGeneration
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+LORA_DIR = "lora"
+LM_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class CheckpointError(FileNotFoundError):
+    """A checkpoint directory is missing a file or holds weights that do not fit its config."""
+
+
+def apply_lora(
+    model: EmoReasonForConditionalGeneration,
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.05,
+    target_modules: tuple[str, ...] = LM_TARGET_MODULES,
+) -> EmoReasonForConditionalGeneration:
+    """Attach a LoRA adapter to the language model only; its base weights are frozen, the compressor
+    and connectors stay fully trainable and the towers stay as they are (frozen by default)."""
+    from peft import LoraConfig, get_peft_model
+
+    if has_lora(model):
+        raise ValueError("the language model already has a LoRA adapter")
+    lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
+                      task_type="CAUSAL_LM")  # fmt: skip
+    model.language_model = get_peft_model(model.language_model, lora)
+    return model
+
+
+def has_lora(model: EmoReasonForConditionalGeneration) -> bool:
+    return hasattr(model.language_model, "peft_config")
+
+
+def merge_lora(model: EmoReasonForConditionalGeneration) -> EmoReasonForConditionalGeneration:
+    """Fold the LoRA adapter into the language model's weights (for serving without an adapter)."""
+    if has_lora(model):
+        model.language_model = model.language_model.merge_and_unload()
+    return model
+
+
+def base_state_dict(model: EmoReasonForConditionalGeneration) -> dict[str, torch.Tensor]:
+    """All weights under the names of a model without LoRA (peft's wrapper names removed)."""
+    clean = {}
+    for name, tensor in model.state_dict().items():
+        if "lora_" in name:
+            continue
+        name = name.replace("language_model.base_model.model.", "language_model.").replace(".base_layer.", ".")
+        clean[name] = tensor.detach().contiguous()
+    return clean
+
+
+def save_checkpoint(model: EmoReasonForConditionalGeneration, path: str | Path, processor=None) -> Path:
+    """Write config, base weights, the LoRA adapter (if any) and the processor to ``path``."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(path)
+    tensors = base_state_dict(model)
+    # tied embeddings share storage; safetensors wants each tensor once
+    seen: dict[int, str] = {}
+    for name in list(tensors):
+        key = tensors[name].data_ptr()
+        if key in seen and tensors[name].shape == tensors[seen[key]].shape:
+            tensors[name] = tensors[name].clone()
+        seen.setdefault(key, name)
+    save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": "pt"})
+    if has_lora(model):
+        model.language_model.save_pretrained(str(path / LORA_DIR))
+    if processor is not None:
+        processor.save_pretrained(path)
+    return path
+
+
+def load_checkpoint(
+    path: str | Path, with_lora: bool = True, trainable: bool = False
+) -> EmoReasonForConditionalGeneration:
+    """Load a directory written by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: a file is missing, or the weights do not match the config (names listed).
+    """
+    path = Path(path)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (path / name).is_file():
+            raise CheckpointError(f"{path}: checkpoint is missing {name}")
+    config = EmoReasonConfig.from_pretrained(str(path))
+    model = EmoReasonForConditionalGeneration(config)
+    weights = load_file(str(path / WEIGHTS_FILE))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    tied = {"language_model.lm_head.weight"} if config.text_config.tie_word_embeddings else set()
+    missing = [m for m in missing if m not in tied]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path / WEIGHTS_FILE} does not fit {CONFIG_FILE}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    lora_dir = path / LORA_DIR
+    if with_lora and lora_dir.is_dir():
+        from peft import PeftModel
+
+        if not (lora_dir / "adapter_config.json").is_file():
+            raise CheckpointError(f"{lora_dir}: LoRA adapter is missing adapter_config.json")
+        model.language_model = PeftModel.from_pretrained(model.language_model, str(lora_dir), is_trainable=trainable)
+    model.eval()
+    return model

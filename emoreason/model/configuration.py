@@ -1,0 +1,80 @@
+"""EmoReasonConfig: the towers, the face-token compressor, the connectors and the language model.
+
+Sub-configs are ordinary transformers configs (a SigLIP vision encoder for face crops, a Whisper
+encoder for log-mel audio, a Qwen2-family causal LM), so each part can be built from a local
+pretrained checkpoint of that family or from its config alone (random weights, for tests).
+"""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig
+from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
+
+from emoreason.au import AU_CODES, REGIONS
+
+MAX_FACE_TOKENS = 32  # FaceTrack-MM: a few tokens for the main face
+MAX_AUDIO_TOKENS = 16
+
+
+@strict
+class EmoReasonConfig(PreTrainedConfig):
+    r"""
+    Args:
+        face_config: SigLIP vision config of the face tower (aligned face crops in, patch tokens out).
+        audio_config: Whisper config; only its encoder is used (log-mel features in).
+        text_config: config of the causal language model (Qwen2 family first).
+        face_temporal_slots: temporal slots per AU region; face tokens = len(REGIONS) x slots (<= 32).
+        num_audio_tokens: audio tokens per clip (<= 16).
+        max_frames: face crops per clip.
+        face_token_id, audio_token_id: ids of the ``<face>`` / ``<audio>`` placeholder tokens.
+        au_loss_weight: weight of the AU head's auxiliary loss when AU labels are given.
+        freeze_towers: keep the face and audio towers frozen (the default for training).
+    """
+
+    model_type = "emoreason"
+    sub_configs_defaults = {
+        "face_config": SubConfigSpec(
+            config_class=AutoConfig,
+            model_type="siglip_vision_model",
+            init_kwargs={"image_size": 224, "patch_size": 16},
+        ),
+        "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="whisper"),
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2"),
+    }
+
+    face_config: dict | PreTrainedConfig | None = None
+    audio_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    face_temporal_slots: int = 4
+    face_queries_per_region: int = 1
+    compressor_heads: int = 4
+    num_audio_tokens: int = 16
+    max_frames: int = 16
+    face_token_id: int = 0
+    audio_token_id: int = 1
+    au_codes: list[str] | None = None
+    au_loss_weight: float = 0.5
+    freeze_towers: bool = True
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.au_codes is None:
+            self.au_codes = list(AU_CODES)
+        if not 1 <= self.num_face_tokens <= MAX_FACE_TOKENS:
+            raise ValueError(
+                f"face_temporal_slots={self.face_temporal_slots} gives {self.num_face_tokens} face tokens; "
+                f"expected 1..{MAX_FACE_TOKENS} ({len(REGIONS)} regions x slots x queries_per_region)"
+            )
+        if not 1 <= self.num_audio_tokens <= MAX_AUDIO_TOKENS:
+            raise ValueError(f"num_audio_tokens must be in 1..{MAX_AUDIO_TOKENS}, got {self.num_audio_tokens}")
+        if self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+
+    @property
+    def num_face_tokens(self) -> int:
+        return len(REGIONS) * self.face_queries_per_region * self.face_temporal_slots
+
+
+__all__ = ["EmoReasonConfig", "MAX_FACE_TOKENS", "MAX_AUDIO_TOKENS"]

@@ -1,0 +1,204 @@
+"""EmoReasonForConditionalGeneration: face and audio encoders feeding a causal language model.
+
+The composed model only encodes, compresses, projects, writes the media tokens into the
+placeholder positions of the prompt, and runs the language model (nanoVLM's shape)::
+
+    crops [B, T, 3, S, S] -> face_tower -> [B, T, P, Dv] -> face_compressor -> [B, K, Dv] (+ AU logits)
+                                                          -> face_connector -> [B, K, Dt]
+    log-mel [B, mels, L]  -> audio_tower -> [B, L/2, Da] -> audio_connector -> [B, M, Dt]
+    prompt ids with K <face> and M <audio> placeholders -> embeddings, placeholders replaced -> language_model
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+
+from emoreason.au import REGIONS
+from emoreason.model.audio_tower import AudioTower
+from emoreason.model.compressor import FaceTokenCompressor
+from emoreason.model.configuration import EmoReasonConfig
+from emoreason.model.connector import AudioConnector, FaceConnector
+
+
+@dataclass
+class EmoReasonOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    lm_loss: torch.Tensor | None = None
+    au_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    au_logits: torch.Tensor | None = None  # [B, A]
+    past_key_values: object | None = None
+
+
+class EmoReasonPreTrainedModel(PreTrainedModel):
+    config_class = EmoReasonConfig
+    base_model_prefix = ""
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+
+class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
+    """The emoreason multimodal LLM (see the module docstring for the data flow)."""
+
+    def __init__(self, config: EmoReasonConfig):
+        super().__init__(config)
+        from emoreason.model.face_tower import FaceTower
+
+        face_dim, audio_dim = config.face_config.hidden_size, config.audio_config.d_model
+        text_dim = config.text_config.hidden_size
+        self.face_tower = FaceTower(config.face_config)
+        self.face_compressor = FaceTokenCompressor(
+            face_dim,
+            num_regions=len(REGIONS),
+            queries_per_region=config.face_queries_per_region,
+            temporal_slots=config.face_temporal_slots,
+            num_heads=config.compressor_heads,
+            max_frames=config.max_frames,
+            au_codes=config.au_codes,
+        )
+        self.audio_tower = AudioTower(config.audio_config)
+        self.face_connector = FaceConnector(face_dim, text_dim)
+        self.audio_connector = AudioConnector(audio_dim, text_dim, config.num_audio_tokens)
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.post_init()
+        if config.freeze_towers:
+            self.freeze_towers()
+
+    def freeze_towers(self) -> None:
+        for tower in (self.face_tower, self.audio_tower):
+            tower.requires_grad_(False)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    # ---- media encoders -------------------------------------------------------------------------
+
+    def encode_faces(
+        self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None, region_mask=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Face crops ``[B, T, 3, S, S]`` -> (LM-space face tokens ``[B, K, Dt]``, AU logits ``[B, A]``)."""
+        size = self.config.face_config.image_size
+        if pixel_values.ndim != 5 or pixel_values.shape[2:] != (3, size, size):
+            raise ValueError(
+                f"pixel_values: expected [B, T, 3, {size}, {size}], got {list(pixel_values.shape)} "
+                "(crop size must match face_config.image_size)"
+            )
+        if pixel_values.shape[1] > self.config.max_frames:
+            raise ValueError(
+                f"pixel_values: expected at most {self.config.max_frames} frames, got {pixel_values.shape[1]}"
+            )
+        dtype = next(self.face_tower.parameters()).dtype
+        patches = self.face_tower(pixel_values.to(dtype))  # [B, T, P, Dv]
+        compressed = self.face_compressor(patches, frame_mask=frame_mask, region_mask=region_mask)
+        return self.face_connector(compressed.tokens), compressed.au_logits
+
+    def encode_audio(self, input_features: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``[B, mels, L]`` -> LM-space audio tokens ``[B, M, Dt]``."""
+        mels, length = self.config.audio_config.num_mel_bins, 2 * self.config.audio_config.max_source_positions
+        if input_features.ndim != 3 or input_features.shape[1:] != (mels, length):
+            raise ValueError(f"input_features: expected [B, {mels}, {length}], got {list(input_features.shape)}")
+        dtype = next(self.audio_tower.parameters()).dtype
+        return self.audio_connector(self.audio_tower(input_features.to(dtype)))
+
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        frame_mask: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        audio_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Prompt embeddings with the media tokens written into the placeholder positions."""
+        embeds = self.get_input_embeddings()(input_ids)  # [B, L, Dt]
+        au_logits = None
+        face_slots = input_ids == self.config.face_token_id  # [B, L]
+        if pixel_values is not None:
+            face_tokens, au_logits = self.encode_faces(pixel_values, frame_mask)
+            embeds = _scatter(embeds, face_slots, face_tokens, "<face>")
+        elif face_slots.any():
+            raise ValueError(f"the prompt has {int(face_slots.sum())} <face> tokens but no pixel_values were given")
+        audio_slots = input_ids == self.config.audio_token_id
+        if audio_slots.any():
+            if input_features is None:
+                raise ValueError(f"the prompt has {int(audio_slots.sum())} <audio> tokens but no input_features")
+            with_audio = audio_slots.any(1) if audio_mask is None else audio_mask.bool()  # [B]
+            audio_tokens = self.encode_audio(input_features[with_audio])
+            embeds[with_audio] = _scatter(embeds[with_audio], audio_slots[with_audio], audio_tokens, "<audio>")
+        return embeds, au_logits
+
+    # ---- training and inference -----------------------------------------------------------------
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        frame_mask: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        audio_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        au_labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> EmoReasonOutput:
+        """LM loss on ``labels`` (-100 = ignored) plus ``au_loss_weight`` x the AU head's BCE on
+        ``au_labels`` ``[B, A]`` (values in 0..1, NaN where a label is unknown)."""
+        au_logits = None
+        if inputs_embeds is None:
+            inputs_embeds, au_logits = self.embed(input_ids, pixel_values, frame_mask, input_features, audio_mask)
+        out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+        au_loss = None
+        if au_labels is not None and au_logits is not None:
+            au_loss = au_head_loss(au_logits, au_labels)
+        loss = out.loss
+        if au_loss is not None:
+            loss = au_loss * self.config.au_loss_weight if loss is None else loss + self.config.au_loss_weight * au_loss
+        return EmoReasonOutput(loss, out.loss, au_loss, out.logits, au_logits, getattr(out, "past_key_values", None))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        frame_mask: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        audio_mask: torch.Tensor | None = None,
+        **generate_kwargs,
+    ) -> torch.Tensor:
+        """New token ids ``[B, N]`` (the prompt is not repeated), from the LM's own ``generate``."""
+        embeds, _ = self.embed(input_ids, pixel_values, frame_mask, input_features, audio_mask)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
+
+
+def _scatter(embeds: torch.Tensor, slots: torch.Tensor, tokens: torch.Tensor, name: str) -> torch.Tensor:
+    """Write ``tokens`` [B, N, D] into the ``slots`` [B, L] positions of ``embeds`` [B, L, D]."""
+    per_sample = slots.sum(1)  # [B]
+    if not bool((per_sample == tokens.shape[1]).all()):
+        raise ValueError(
+            f"{name} placeholders per sample: expected {tokens.shape[1]} (one clip each), got {per_sample.tolist()}"
+        )
+    out = embeds.clone()
+    out[slots] = tokens.reshape(-1, tokens.shape[-1]).to(embeds.dtype)
+    return out
+
+
+def au_head_loss(au_logits: torch.Tensor, au_labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the AU head over known labels (NaN labels are ignored)."""
+    if au_labels.shape != au_logits.shape:
+        raise ValueError(f"au_labels: expected {list(au_logits.shape)}, got {list(au_labels.shape)}")
+    known = ~torch.isnan(au_labels)
+    if not bool(known.any()):
+        return au_logits.sum() * 0.0
+    return nn.functional.binary_cross_entropy_with_logits(au_logits[known], au_labels[known].to(au_logits.dtype))
