@@ -88,8 +88,10 @@ class EmotionReport:
 
     def summary(self) -> str:
         """A few human-readable lines: the conclusion and the AUs behind it."""
-        if self.faces_found == 0 or self.emotion is None:
+        if self.faces_found == 0:
             return f"{self.source}: no face found; no emotion claimed."
+        if self.emotion is None:
+            return f"{self.source}: no emotion claimed ({self.backend} backend; see the warnings)."
         head = f"{self.source}: {self.emotion.label} (confidence {self.emotion.confidence:.2f})"
         aus = ", ".join(f"{a.code} {a.level}" for a in self.aus) or "no AU above trace level"
         return f"{head}\nAUs: {aus}"

@@ -15,7 +15,9 @@ the adapter into the language model for serving without one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -30,6 +32,14 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 LORA_DIR = "lora"
 LM_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    # peft 0.21 calls a transformers 5 property that warns of its own deprecation on every wrap/load
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 class CheckpointError(FileNotFoundError):
@@ -51,7 +61,8 @@ def apply_lora(
         raise ValueError("the language model already has a LoRA adapter")
     lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
                       task_type="CAUSAL_LM")  # fmt: skip
-    model.language_model = get_peft_model(model.language_model, lora)
+    with _quiet_peft():
+        model.language_model = get_peft_model(model.language_model, lora)
     return model
 
 
@@ -126,6 +137,7 @@ def load_checkpoint(
 
         if not (lora_dir / "adapter_config.json").is_file():
             raise CheckpointError(f"{lora_dir}: LoRA adapter is missing adapter_config.json")
-        model.language_model = PeftModel.from_pretrained(model.language_model, str(lora_dir), is_trainable=trainable)
+        with _quiet_peft():
+            model.language_model = PeftModel.from_pretrained(model.language_model, str(lora_dir), is_trainable=trainable)
     model.eval()
     return model

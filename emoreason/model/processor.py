@@ -18,7 +18,7 @@ import jinja2
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, BatchFeature, WhisperFeatureExtractor
+from transformers import BatchFeature, PreTrainedTokenizerFast, WhisperFeatureExtractor
 
 from emoreason.au import AU_BY_CODE, EMOTIONS, intensity_letter, known_au
 from emoreason.constants import (
@@ -129,7 +129,8 @@ class EmoReasonProcessor:
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path / name} not found: is {path} a directory saved by save_pretrained?")
         kwargs = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
-        return cls(AutoTokenizer.from_pretrained(str(path)), **kwargs)
+        # not AutoTokenizer: it would read config.json, whose model_type transformers does not know
+        return cls(PreTrainedTokenizerFast.from_pretrained(str(path)), **kwargs)
 
     @staticmethod
     def textualize(aus: Iterable | None = None, prosody_cues: Iterable[str] | None = None) -> str:
