@@ -127,3 +127,60 @@ def test_explain_with_tiny_checkpoint(smile_video, tmp_path):
     if report.emotion is None:  # random weights rarely write a valid answer; the report says so
         assert any("could not be parsed" in w for w in report.warnings)
     assert report.to_json()
+
+
+def _save_parts(tmp_path, tokenizer):
+    from transformers import (
+        AutoModelForCausalLM,
+        Qwen2Config,
+        SiglipVisionConfig,
+        SiglipVisionModel,
+        WhisperConfig,
+        WhisperModel,
+    )
+
+    from emoreason.model.tiny import TINY_AUDIO, TINY_FACE, TINY_TEXT
+
+    face = SiglipVisionModel(SiglipVisionConfig(**{k: v for k, v in TINY_FACE.items() if k != "model_type"}))
+    audio = WhisperModel(WhisperConfig(**{k: v for k, v in TINY_AUDIO.items() if k != "model_type"}))
+    text = {k: v for k, v in TINY_TEXT.items() if k != "model_type"}
+    lm = AutoModelForCausalLM.from_config(Qwen2Config(**text, vocab_size=len(tokenizer)))
+    for name, part in (("face", face), ("audio", audio), ("lm", lm)):
+        part.save_pretrained(tmp_path / name)
+    return face, audio, lm
+
+
+def test_build_from_local_pretrained_parts(tmp_path):
+    from emoreason.model.parts import build_from_parts
+
+    _, processor = build_tiny(lora=False)
+    face, audio, lm = _save_parts(tmp_path, processor.tokenizer)
+    model = build_from_parts(tmp_path / "face", tmp_path / "audio", tmp_path / "lm", processor.tokenizer,
+                             face_temporal_slots=2, num_audio_tokens=4, max_frames=8)  # fmt: skip
+    # the pretrained weights arrived, and the towers are frozen
+    assert torch.equal(model.face_tower.encoder.state_dict()["embeddings.patch_embedding.weight"],
+                       face.state_dict()["embeddings.patch_embedding.weight"])  # fmt: skip
+    assert torch.equal(model.audio_tower.encoder.conv1.weight, audio.get_encoder().conv1.weight)
+    assert torch.equal(model.language_model.lm_head.weight, lm.lm_head.weight)
+    assert not any(p.requires_grad for p in model.face_tower.parameters())
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        build_from_parts(tmp_path / "nowhere", tmp_path / "audio", tmp_path / "lm", processor.tokenizer)
+
+
+def test_qlora_4bit_step_on_cpu(tmp_path):
+    pytest.importorskip("bitsandbytes")
+    from emoreason.model.checkpoint import apply_lora
+    from emoreason.model.parts import build_from_parts
+
+    _, processor = build_tiny(lora=False)
+    _save_parts(tmp_path, processor.tokenizer)
+    model = build_from_parts(tmp_path / "face", tmp_path / "audio", tmp_path / "lm", processor.tokenizer,
+                             quantize_4bit=True, face_temporal_slots=2, num_audio_tokens=4, max_frames=8)  # fmt: skip
+    assert "4bit" in type(model.language_model.model.layers[0].self_attn.q_proj).__name__
+    apply_lora(model, r=4, alpha=8, dropout=0.0)
+    lora_before = {k: v.clone() for k, v in model.named_parameters() if "lora_B" in k}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = _batch(processor, answer='<think>x</think><answer>{"emotion": "fear"}</answer>')
+    model(**_inputs(batch), labels=batch["input_ids"]).loss.backward()
+    optimizer.step()
+    assert any(not torch.equal(v, dict(model.named_parameters())[k]) for k, v in lora_before.items())

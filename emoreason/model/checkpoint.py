@@ -138,6 +138,8 @@ def load_checkpoint(
         if not (lora_dir / "adapter_config.json").is_file():
             raise CheckpointError(f"{lora_dir}: LoRA adapter is missing adapter_config.json")
         with _quiet_peft():
-            model.language_model = PeftModel.from_pretrained(model.language_model, str(lora_dir), is_trainable=trainable)
+            model.language_model = PeftModel.from_pretrained(
+                model.language_model, str(lora_dir), is_trainable=trainable
+            )
     model.eval()
     return model

@@ -16,10 +16,23 @@ from emoreason.model.modeling import EmoReasonForConditionalGeneration
 
 TINY_FACE = {"model_type": "siglip_vision_model", "hidden_size": 64, "intermediate_size": 128,
              "num_hidden_layers": 1, "num_attention_heads": 1, "image_size": 64, "patch_size": 16}  # fmt: skip
-TINY_AUDIO = {"model_type": "whisper", "d_model": 64, "encoder_layers": 1, "encoder_attention_heads": 1,
-              "encoder_ffn_dim": 128, "decoder_layers": 1, "decoder_attention_heads": 1, "decoder_ffn_dim": 64,
-              "num_mel_bins": 80, "max_source_positions": 150, "vocab_size": 64, "pad_token_id": 0, "bos_token_id": 0,
-              "eos_token_id": 0, "decoder_start_token_id": 0}  # fmt: skip  (the decoder is never used)
+TINY_AUDIO = {
+    "model_type": "whisper",
+    "d_model": 64,
+    "encoder_layers": 1,
+    "encoder_attention_heads": 1,
+    "encoder_ffn_dim": 128,
+    "decoder_layers": 1,
+    "decoder_attention_heads": 1,
+    "decoder_ffn_dim": 64,
+    "num_mel_bins": 80,
+    "max_source_positions": 150,
+    "vocab_size": 64,
+    "pad_token_id": 0,
+    "bos_token_id": 0,
+    "eos_token_id": 0,
+    "decoder_start_token_id": 0,
+}  # fmt: skip  (the decoder is never used)
 TINY_TEXT = {"model_type": "qwen2", "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
              "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 64, "max_position_embeddings": 2048,
              "tie_word_embeddings": False}  # fmt: skip
