@@ -1,4 +1,4 @@
-"""The ``emoreason`` command line: ``explain`` and ``analyze``.
+"""The ``emoreason`` command line: ``explain``, ``analyze``, ``data build|stats``, ``synth``.
 
 Exit codes: 0 success (including "no face found"), 2 unusable input or arguments (one line on
 stderr, no traceback), 1 anything unexpected (which is a bug and prints its traceback).
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from emoreason.constants import DEFAULT_ANALYSIS_FPS, DEFAULT_MAX_FRAMES, DEFAULT_MAX_SIDE
+from emoreason.data import DataError
 from emoreason.io.errors import MediaError
 
 
@@ -42,6 +43,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(analyze)
     analyze.add_argument("--csv", type=Path, help="write the table to this CSV file ('-' for stdout)")
     analyze.add_argument("--plot", type=Path, help="write a static AU timeline figure (PNG) to this file")
+    data = sub.add_parser("data", help="dataset adapters and statistics")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    build = data_sub.add_parser("build", help="read a corpus's annotation files into the sample schema (JSON lines)")
+    build.add_argument("--dataset", required=True, help="corpus name, e.g. dfew, mafw, rafdb, bp4d, casme2")
+    build.add_argument("--root", type=Path, required=True, help="the corpus's root folder")
+    build.add_argument("--out", type=Path, required=True, help="output .jsonl")
+    stats = data_sub.add_parser("stats", help="counts, label balance, AU histogram of a .jsonl sample file")
+    stats.add_argument("path", type=Path)
+    stats.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    synth = sub.add_parser("synth", help="synthesise verified chain-of-thought targets for labelled samples")
+    synth.add_argument("--in", dest="inp", type=Path, required=True, help="input samples (.jsonl)")
+    synth.add_argument("--out", type=Path, required=True, help="output (.jsonl); a killed run resumes")
+    synth.add_argument("--teacher", help="OpenAI-compatible endpoint of a teacher LLM, e.g. http://host:8000/v1")
+    synth.add_argument("--model", help="the teacher's model name")
+    synth.add_argument("--api-key", default=None, help="the teacher's API key (default: none)")
+    synth.add_argument("--variants", type=int, default=1, help="targets per sample")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--measure-media", action="store_true", help="measure AUs on the media of unlabelled samples")
+    synth.add_argument(
+        "--exclude",
+        type=Path,
+        action="append",
+        default=[],
+        help="evaluation .jsonl whose samples must never appear in the output (repeatable)",
+    )
+    ev = sub.add_parser("eval", help="evaluate a backend on a benchmark file; 'eval report DIR' writes a report")
+    ev.add_argument("report_args", nargs="*", help="'report RESULTS_DIR' to write a markdown report")
+    ev.add_argument("--benchmark", help="benchmark name (for the results folder and published comparisons)")
+    ev.add_argument("--data", help="benchmark samples (.jsonl from `emoreason data build`)")
+    ev.add_argument("--backend", default="rules", choices=("rules", "hf"), help="rules (default) or hf")
+    ev.add_argument("--model", help="checkpoint directory for the hf backend")
+    ev.add_argument("--split", default="test", help="evaluate rows of this split ('all' for every row)")
+    ev.add_argument("--limit", type=int, help="evaluate at most this many samples")
+    ev.add_argument("--train-data", help="training .jsonl, to check that no test subject was trained on")
+    ev.add_argument("--config", type=Path, help="a suite YAML: several benchmarks, one summary")
+    ev.add_argument("--out", type=Path, help="results folder (default results/) or, for 'report', the .md file")
+    ev.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    card = sub.add_parser("model-card", help="write a model card (README.md) into a checkpoint directory")
+    card.add_argument("checkpoint", type=Path)
+    card.add_argument("--results", type=Path, help="results folder of evaluations of this checkpoint")
     return parser
 
 
@@ -132,13 +173,104 @@ def run_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_data(args: argparse.Namespace) -> int:
+    import json
+
+    if args.data_command == "build":
+        from emoreason.data.build import build_dataset
+
+        result = build_dataset(args.dataset, args.root, args.out)
+        print(
+            f"{result['rows']} samples of {result['dataset']} written to {result['out']} (splits: {result['splits']})"
+        )
+        return 0
+    from emoreason.data.stats import dataset_stats, format_stats
+
+    stats = dataset_stats(args.path)
+    print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+    return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    import json
+
+    from emoreason.data.jsonl import read_jsonl
+    from emoreason.data.synth import read_samples, synthesize
+
+    if (args.teacher is None) != (args.model is None):
+        raise UsageError("--teacher and --model go together")
+    if args.variants < 1:
+        raise UsageError("--variants must be at least 1")
+    generator = None
+    if args.teacher:
+        from emoreason.data.teacher import Teacher
+
+        generator = Teacher(args.teacher, args.model, api_key=args.api_key)
+        generator.check()
+    excluded = {row["id"] for path in args.exclude for row in read_jsonl(path)}
+    stats = synthesize(read_samples(args.inp), args.out, generator=generator, seed=args.seed,
+                       variants=args.variants, measure_media=args.measure_media, exclude_ids=excluded)  # fmt: skip
+    print(json.dumps(stats.to_dict()))
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    if args.report_args:
+        if args.report_args[0] != "report" or len(args.report_args) != 2:
+            raise UsageError("usage: emoreason eval report RESULTS_DIR [--out report.md]")
+        from emoreason.evaluation.report import write_report
+
+        out = write_report(Path(args.report_args[1]), args.out or Path(args.report_args[1]) / "report.md")
+        print(f"report written to {out}")
+        return 0
+    if args.config is not None:
+        from emoreason.evaluation.suite import run_suite
+
+        print(f"suite summary written to {run_suite(args.config)}")
+        return 0
+    if not args.benchmark or not args.data:
+        raise UsageError("eval needs --benchmark and --data (or --config SUITE.yaml, or 'report DIR')")
+    from emoreason.evaluation.runner import EvalConfig, evaluate, run_dir
+
+    try:
+        config = EvalConfig(benchmark=args.benchmark, data=args.data, backend=args.backend, model=args.model,
+                            split=None if args.split == "all" else args.split, limit=args.limit,
+                            out=str(args.out or "results"), train_data=args.train_data)  # fmt: skip
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    update, close = _progress(args.progress, "evaluating")
+    try:
+        results = evaluate(config, update)
+    finally:
+        close()
+    emotion = results["metrics"]["emotion"] or {}
+    summary = {k: emotion.get(k) for k in ("n", "accuracy", "uar", "macro_f1")} | results["metrics"]["rates"]
+    print(json.dumps(summary))
+    print(f"results in {run_dir(config)}")
+    return 0
+
+
+def run_model_card(args: argparse.Namespace) -> int:
+    from emoreason.evaluation.model_card import write_model_card
+
+    print(f"model card written to {write_model_card(args.checkpoint, args.results)}")
+    return 0
+
+
+class UsageError(ValueError):
+    """Arguments that do not fit together."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    runners = {"explain": run_explain, "analyze": run_analyze}
+    runners = {"explain": run_explain, "analyze": run_analyze, "data": run_data, "synth": run_synth,
+               "eval": run_eval, "model-card": run_model_card}  # fmt: skip
     try:
         return runners[args.command](args)
-    except MediaError as exc:
+    except (MediaError, DataError, UsageError) as exc:  # the message says which file (and line) and why
         print(f"emoreason: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # an unwritable --csv path, an incomplete checkpoint directory

@@ -1,0 +1,43 @@
+"""Dataset adapters: each reads one corpus's published annotation format into :class:`Sample` rows.
+
+Every adapter module defines ``read(root: Path) -> Iterator[Sample]`` and raises
+:class:`DatasetFormatError` (naming the file and line) on a malformed annotation file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from emoreason.data import DataError
+from emoreason.data.schema import Sample
+
+# corpus name -> module in this package
+ADAPTERS: dict[str, str] = {
+    "dfew": "dfew",
+    "mafw": "mafw",
+    "ferv39k": "ferv39k",
+    "rafdb": "rafdb",
+    "affectnet": "affectnet",
+    "bp4d": "bp4d",
+    "disfa": "disfa",
+    "casme2": "casme2",
+    "emer": "emer",
+}
+
+
+class DatasetFormatError(DataError):
+    """An annotation file does not follow its corpus's format; the message names the file and line."""
+
+    def __init__(self, path: str | Path, line: int | None, problem: str):
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {problem}")
+        self.path, self.line = str(path), line
+
+
+def get_adapter(name: str) -> Callable[[Path], Iterator[Sample]]:
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in ADAPTERS:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(sorted(ADAPTERS))}")
+    return importlib.import_module(f"{__name__}.{ADAPTERS[key]}").read

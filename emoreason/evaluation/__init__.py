@@ -1,0 +1,1 @@
+"""Benchmark evaluation: a runner over the backends, reports, model cards."""

@@ -1,0 +1,195 @@
+"""The evaluation runner: a benchmark file through a backend, scored by the metrics training also uses.
+
+A run writes ``<out>/<benchmark>-<backend>-<key>/`` with ``predictions.jsonl`` (one row per sample,
+appended as it goes: a killed run resumes and skips what it already scored) and ``results.json`` (the
+exact configuration, model and data hashes, metrics, timings). An unusable medium or an unparseable
+answer is an invalid prediction that counts as wrong; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from emoreason import __version__
+from emoreason.answer import parse_answer
+from emoreason.au import LABEL_SPACES
+from emoreason.data.jsonl import ResumableWriter, read_jsonl
+from emoreason.data.rounds import file_sha256
+from emoreason.data.schema import Sample
+from emoreason.io.errors import MediaError
+from emoreason.metrics import (
+    au_metrics,
+    emotion_correct,
+    emotion_metrics,
+    facs_consistent,
+    faithfulness,
+    hallucinated_aus,
+    rate,
+)
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("rules", "hf")
+
+
+@dataclass
+class EvalConfig:
+    benchmark: str
+    data: str
+    backend: str = "rules"
+    model: str | None = None
+    split: str | None = "test"  # evaluate rows of this split (None: every row)
+    limit: int | None = None
+    fps: float = 8.0
+    out: str = "results"
+    train_data: str | None = None  # for the subject-independence check
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {BACKENDS}, got {self.backend!r}")
+        if self.backend == "hf" and not self.model:
+            raise ValueError("backend 'hf' needs model= (a checkpoint directory)")
+        if not Path(self.data).is_file():
+            raise FileNotFoundError(f"data: {self.data} does not exist")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be positive, got {self.limit}")
+
+
+def model_fingerprint(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors", "lora/adapter_model.safetensors"):
+        if (Path(path) / name).is_file():
+            digest.update(file_sha256(Path(path) / name).encode())
+    return {"path": str(path), "sha256": digest.hexdigest()}
+
+
+def run_dir(config: EvalConfig) -> Path:
+    key = hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:8]
+    return Path(config.out) / f"{config.benchmark}-{config.backend}-{key}"
+
+
+def _predict(sample: Sample, config: EvalConfig) -> dict:
+    """One sample through the backend -> a prediction row (never raises on bad media or answers)."""
+    from emoreason.explain import explain
+
+    row = {"id": sample.id, "subject": sample.subject, "gold_labels": sample.labels, "gold_emotion": sample.emotion,
+           "gold_aus": sample.au_dict(), "error": None}  # fmt: skip
+    started = time.perf_counter()
+    try:
+        report = explain(sample.media, model=config.model, fps=config.fps, use_audio=sample.media_type == "video")
+    except MediaError as exc:
+        return row | {"pred_emotion": None, "confidence": None, "pred_aus": {}, "evidence_aus": {}, "valid": False,
+                      "format_ok": False, "completion": None, "error": str(exc), "seconds": 0.0}  # fmt: skip
+    completion = report.answer
+    pred = parse_answer(completion) if completion else None
+    evidence = {a.code: a.intensity for a in report.aus} if report.backend == "rules" else {}
+    return row | {
+        "pred_emotion": pred.emotion if pred and pred.valid else None,
+        "confidence": pred.confidence if pred and pred.valid else None,
+        "pred_aus": {a.code: a.intensity for a in pred.aus} if pred else {},
+        "evidence_aus": evidence, "valid": bool(pred and pred.valid), "format_ok": bool(pred and pred.format_ok),
+        "completion": completion, "seconds": round(time.perf_counter() - started, 3),
+        "error": None if report.faces_found else "no face found",
+    }  # fmt: skip
+
+
+def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Run (or resume) an evaluation; returns the results dict also written to ``results.json``."""
+    samples = [Sample.from_dict(r) for r in read_jsonl(config.data)]
+    chosen = [s for s in samples if config.split is None or s.split == config.split][: config.limit]
+    if not chosen:
+        raise ValueError(f"{config.data}: no samples with split {config.split!r} to evaluate")
+    folder = run_dir(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with ResumableWriter(folder / "predictions.jsonl") as writer:
+        for i, sample in enumerate(chosen):
+            if sample.id not in writer.done:
+                writer.write(_predict(sample, config))
+            if progress:
+                progress(i + 1, len(chosen))
+    wanted = {s.id for s in chosen}
+    predictions = [p for p in read_jsonl(folder / "predictions.jsonl") if p["id"] in wanted]
+    results = {
+        "emoreason_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": config.benchmark, "backend": config.backend, "model": model_fingerprint(config.model),
+        "label_space": chosen[0].label_space,
+        "data": {"path": config.data, "sha256": file_sha256(config.data), "rows": len(samples),
+                 "evaluated": len(predictions), "split": config.split},
+        "config": asdict(config),
+        "timings": {"total_s": round(time.perf_counter() - started, 3),
+                    "per_sample_s": round(sum(p.get("seconds") or 0 for p in predictions) / len(predictions), 3)},
+        "metrics": score(predictions, chosen[0].label_space),
+        "by_subject": by_subject(predictions, chosen[0].label_space),
+        "subject_independent": subject_check(config.train_data, chosen),
+    }  # fmt: skip
+    results["labels"] = (
+        list(LABEL_SPACES[results["label_space"]].labels) if results["label_space"] in LABEL_SPACES else []
+    )
+    (folder / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
+    return results
+
+
+def score(predictions: list[dict], label_space: str) -> dict:
+    """Metrics over prediction rows; the same per-sample scorers serve the training rewards."""
+    space = LABEL_SPACES.get(label_space)
+    single = [p for p in predictions if len(p["gold_labels"]) == 1 and space is not None]
+    emotion = None
+    if single:
+        raw = emotion_metrics([space.normalize(p["gold_labels"][0]) for p in single],
+                              [p["pred_emotion"] for p in single], space.labels)  # fmt: skip
+        emotion = {k: v for k, v in raw.items() if k not in ("confusion", "confusion_columns")} | {
+            "war": raw["accuracy"],
+            "confusion": {"labels": list(space.labels), "columns": raw["confusion_columns"], "matrix": raw["confusion"]},
+        }  # fmt: skip
+    annotated = [p for p in predictions if p["gold_aus"]]
+    au = None
+    if annotated:
+        raw = au_metrics([p["gold_aus"] for p in annotated], [p["pred_aus"] for p in annotated])
+        au = {"per_au_f1": {c: m["f1"] for c, m in raw["per_au"].items()}, "macro_au_f1": raw["macro_f1"],
+              "icc": {c: m["icc"] for c, m in raw["per_au"].items()}, "mean_icc": raw["mean_icc"],
+              "mae": {c: m["mae"] for c, m in raw["per_au"].items()}, "mean_mae": raw["mean_mae"]}  # fmt: skip
+    parsed = [parse_answer(p["completion"]) if p["completion"] else None for p in predictions]
+    with_evidence = [(p, q) for p, q in zip(predictions, parsed) if q is not None and p["evidence_aus"]]
+    rates = {
+        "format_validity": rate(float(p["format_ok"]) for p in predictions),
+        "facs_consistency": rate(facs_consistent(q) for q in parsed if q is not None),
+        "hallucinated_au_rate": rate(
+            float(bool(hallucinated_aus(p["pred_aus"], p["evidence_aus"]))) for p, _ in with_evidence
+        ),  # fmt: skip
+        "faithfulness": rate(faithfulness(p["pred_aus"], p["evidence_aus"]) for p, _ in with_evidence),
+        "invalid_rate": rate(float(not p["valid"]) for p in predictions),
+    }
+    return {"emotion": emotion, "au": au, "rates": rates}
+
+
+def by_subject(predictions: list[dict], label_space: str) -> dict:
+    groups: dict[str, list[float | None]] = {}
+    for p in predictions:
+        if p.get("subject"):
+            correct = emotion_correct(p["pred_emotion"], p["gold_labels"], label_space) if p["gold_labels"] else None
+            groups.setdefault(p["subject"], []).append(correct)
+    return {s: {"n": len(v), "accuracy": rate(v)} for s, v in sorted(groups.items())}
+
+
+def subject_check(train_data: str | None, test: list[Sample]) -> dict:
+    """Subject-independent protocol: no test subject may appear in the training data."""
+    if train_data is None:
+        return {"checked": False, "train_subjects_in_test": []}
+    train_subjects = {r.get("subject") for r in read_jsonl(train_data)} - {None}
+    overlap = sorted(train_subjects & {s.subject for s in test if s.subject})
+    if overlap:
+        logger.warning("subjects in both training and test data: %s", overlap)
+    return {"checked": True, "train_subjects_in_test": overlap}
+
+
+__all__ = ["EvalConfig", "evaluate", "score", "run_dir"]
