@@ -36,12 +36,12 @@ INT_DIR = "AUCoding/AU_INT"
 FRAMES_DIR = "Sequences(2D+3D)"
 NOT_CODED = 9
 # ME-GraphAU (CVI-SZU/ME-GraphAU, tool/BP4D_image_label_process.py): fold k is tested on one part, trained on two.
-FOLDS = {
-    "fold3": "F001 M007 F018 F008 F002 M004 F010 F009 M012 M001 F016 M014 F023 M008".split(),
-    "fold2": "M011 F003 M010 M002 F005 F022 M018 M017 F013 M016 F020 F011 M013 M005".split(),
-    "fold1": "F007 F015 F006 F019 M006 M009 F012 M003 F004 F021 F017 M015 F014".split(),
+FOLDS = {  # test fold -> its subjects
+    "fold3": "F001 M007 F018 F008 F002 M004 F010 F009 M012 M001 F016 M014 F023 M008",
+    "fold2": "M011 F003 M010 M002 F005 F022 M018 M017 F013 M016 F020 F011 M013 M005",
+    "fold1": "F007 F015 F006 F019 M006 M009 F012 M003 F004 F021 F017 M015 F014",
 }
-SUBJECT_FOLD = {subject: fold for fold, subjects in FOLDS.items() for subject in subjects}
+SUBJECT_FOLD = {subject: fold for fold, subjects in FOLDS.items() for subject in subjects.split()}
 
 Labels = tuple[tuple[str, int | None], ...]  # (AU code, intensity) in AU order; unknown AUs left out
 

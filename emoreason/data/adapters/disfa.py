@@ -35,12 +35,12 @@ LABEL_DIR = "ActionUnit_Labels"
 VIDEO = "Videos_LeftCamera/LeftVideo{subject}_comp.avi"
 AU_NUMBERS = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
 # ME-GraphAU (CVI-SZU/ME-GraphAU, tool/DISFA_image_label_process.py): fold k is tested on one part, trained on two.
-FOLDS = {
-    "fold3": "SN002 SN010 SN001 SN026 SN027 SN032 SN030 SN009 SN016".split(),
-    "fold2": "SN013 SN018 SN011 SN028 SN012 SN006 SN031 SN021 SN024".split(),
-    "fold1": "SN003 SN029 SN023 SN025 SN008 SN005 SN007 SN017 SN004".split(),
+FOLDS = {  # test fold -> its subjects
+    "fold3": "SN002 SN010 SN001 SN026 SN027 SN032 SN030 SN009 SN016",
+    "fold2": "SN013 SN018 SN011 SN028 SN012 SN006 SN031 SN021 SN024",
+    "fold1": "SN003 SN029 SN023 SN025 SN008 SN005 SN007 SN017 SN004",
 }
-SUBJECT_FOLD = {subject: fold for fold, subjects in FOLDS.items() for subject in subjects}
+SUBJECT_FOLD = {subject: fold for fold, subjects in FOLDS.items() for subject in subjects.split()}
 
 
 def read(root: Path) -> Iterator[Sample]:
