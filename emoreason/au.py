@@ -260,7 +260,13 @@ MAFW = LabelSpace(
     ),
     {e: (e,) for e in ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise", "contempt")},
 )
-LABEL_SPACES: dict[str, LabelSpace] = {space.name: space for space in (BASIC, COMPOUND, MAFW)}
+# CASME II micro-expressions (Yan et al., 2014): "repression" and "others" have no basic counterpart.
+CASME2 = LabelSpace(
+    "casme2",
+    ("happiness", "disgust", "surprise", "repression", "others", "fear", "sadness"),
+    {e: (e,) for e in ("happiness", "disgust", "surprise", "fear", "sadness")},
+)
+LABEL_SPACES: dict[str, LabelSpace] = {space.name: space for space in (BASIC, COMPOUND, MAFW, CASME2)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -81,3 +81,22 @@ def test_bad_config_and_cli(benchmark, tmp_path):
     result = subprocess.run([sys.executable, "-m", "emoreason.cli", "eval", "--benchmark", "toy", "--data",
                              str(tmp_path / "nope.jsonl")], capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 2 and "nope.jsonl" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_report_and_model_card_from_a_real_run(benchmark, tmp_path):
+    from emoreason.model.tiny import make_tiny_checkpoint
+
+    data, _ = benchmark
+    evaluate(EvalConfig("rafdb", str(data), out=str(tmp_path / "results")))
+    result = subprocess.run([sys.executable, "-m", "emoreason.cli", "eval", "report", str(tmp_path / "results"),
+                             "--out", str(tmp_path / "report.md")], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "report.md").read_text()
+    assert "rafdb" in report and "POSTER" in report  # our run next to published numbers, with sources
+    assert (tmp_path / "report_files").is_dir() and any((tmp_path / "report_files").glob("*_confusion.png"))
+    checkpoint = make_tiny_checkpoint(tmp_path / "tiny")
+    result = subprocess.run([sys.executable, "-m", "emoreason.cli", "model-card", str(checkpoint), "--results",
+                             str(tmp_path / "results")], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    card = (checkpoint / "README.md").read_text()
+    assert card.startswith("---") and "Article 5(1)(f)" in card and "lora" in card.lower()

@@ -54,10 +54,15 @@ PUBLISHED: dict[str, list[PublishedResult]] = {
         PublishedResult("MC3-18 (mc3_18)", {"uar": 46.50, "war": 57.02}, _DFEW_REPO_PROTOCOL, _DFEW_REPO),
         PublishedResult("I3D-RGB (i3d)", {"uar": 47.61, "war": 59.24}, _DFEW_REPO_PROTOCOL, _DFEW_REPO),
         PublishedResult("MAE-DFER", {"uar": 63.41, "war": 74.43}, _DFEW_5FOLD, _MAE_DFER),
-        PublishedResult("S2D", {"uar": 61.82, "war": 76.03}, _DFEW_5FOLD + ", without oversampling",
-                        _S2D.format(row="DFEW")),  # fmt: skip
-        PublishedResult("S2D (oversampling)", {"uar": 65.45, "war": 74.81}, _DFEW_5FOLD + ", with oversampling",
-                        _S2D.format(row="DFEW")),  # fmt: skip
+        PublishedResult(
+            "S2D", {"uar": 61.82, "war": 76.03}, _DFEW_5FOLD + ", without oversampling", _S2D.format(row="DFEW")
+        ),  # fmt: skip
+        PublishedResult(
+            "S2D (oversampling)",
+            {"uar": 65.45, "war": 74.81},
+            _DFEW_5FOLD + ", with oversampling",
+            _S2D.format(row="DFEW"),
+        ),  # fmt: skip
     ],
     "ferv39k": [
         PublishedResult(
@@ -68,16 +73,26 @@ PUBLISHED: dict[str, list[PublishedResult]] = {
             "FERV39k is not in the paper (it appeared in 2022): official repository zengqunzhao/Former-DFER, README, "
             "'Performance on FERV39k' table.",
         ),
-        PublishedResult("S2D", {"uar": 41.28, "war": 52.56}, _FERV39K + ", without oversampling",
-                        _S2D.format(row="FERV39K")),  # fmt: skip
-        PublishedResult("S2D (oversampling)", {"uar": 43.97, "war": 46.21}, _FERV39K + ", with oversampling",
-                        _S2D.format(row="FERV39K")),  # fmt: skip
+        PublishedResult(
+            "S2D", {"uar": 41.28, "war": 52.56}, _FERV39K + ", without oversampling", _S2D.format(row="FERV39K")
+        ),  # fmt: skip
+        PublishedResult(
+            "S2D (oversampling)",
+            {"uar": 43.97, "war": 46.21},
+            _FERV39K + ", with oversampling",
+            _S2D.format(row="FERV39K"),
+        ),  # fmt: skip
     ],
     "mafw": [
-        PublishedResult("S2D", {"uar": 41.86, "war": 57.37}, _MAFW_5FOLD + ", without oversampling",
-                        _S2D.format(row="MAFW")),  # fmt: skip
-        PublishedResult("S2D (oversampling)", {"uar": 43.40, "war": 55.22}, _MAFW_5FOLD + ", with oversampling",
-                        _S2D.format(row="MAFW")),  # fmt: skip
+        PublishedResult(
+            "S2D", {"uar": 41.86, "war": 57.37}, _MAFW_5FOLD + ", without oversampling", _S2D.format(row="MAFW")
+        ),  # fmt: skip
+        PublishedResult(
+            "S2D (oversampling)",
+            {"uar": 43.40, "war": 55.22},
+            _MAFW_5FOLD + ", with oversampling",
+            _S2D.format(row="MAFW"),
+        ),  # fmt: skip
     ],
     "rafdb": [
         PublishedResult(

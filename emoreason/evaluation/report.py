@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from emoreason.au import LABEL_SPACES
+from emoreason.data.jsonl import read_jsonl
 from emoreason.evaluation.published import published_for
 from emoreason.metrics import emotion_correct
 
@@ -64,16 +65,7 @@ def load_runs(results_dir: str | Path) -> list[dict]:
 def read_predictions(run: dict) -> list[dict]:
     """The rows of the run's ``predictions.jsonl`` (``[]`` if it has none)."""
     path = Path(run["folder"]) / "predictions.jsonl"
-    if not path.is_file():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: malformed prediction row ({exc})") from exc
-    return rows
+    return list(read_jsonl(path)) if path.is_file() else []
 
 
 def _correct(row: dict, label_space: str | None) -> float | None:
@@ -98,9 +90,7 @@ def reliability(rows: list[dict], label_space: str | None = None, bins: int = RE
         if not 0.0 <= float(confidence) <= 1.0:
             raise ValueError(f"prediction {row.get('id')!r}: confidence {confidence} is outside 0..1")
         b = min(int(float(confidence) * bins), bins - 1)
-        stats[b][0] += 1
-        stats[b][1] += float(confidence)
-        stats[b][2] += correct
+        stats[b] = [stats[b][0] + 1, stats[b][1] + float(confidence), stats[b][2] + correct]
     n = sum(s[0] for s in stats)
     table_ = [{"lo": i / bins, "hi": (i + 1) / bins, "n": s[0], "confidence": s[1] / s[0] if s[0] else None,
                "accuracy": s[2] / s[0] if s[0] else None} for i, s in enumerate(stats)]  # fmt: skip
@@ -108,42 +98,42 @@ def reliability(rows: list[dict], label_space: str | None = None, bins: int = RE
     return {"ece": ece, "n": n, "bins": table_}
 
 
-def _emotion(run: dict) -> dict | None:
-    return run["metrics"].get("emotion") or None
-
-
-def _au(run: dict) -> dict | None:
-    return run["metrics"].get("au") or None
-
-
-def _model_name(run: dict) -> str:
-    model = run.get("model") or {}
-    return Path(model["path"]).name if model.get("path") else NA
+def _part(run: dict, key: str) -> dict:
+    """``run["metrics"][key]`` (``"emotion"``, ``"au"``, ``"rates"``), ``{}`` when it is ``None`` or absent."""
+    return run["metrics"].get(key) or {}
 
 
 def summary_row(run: dict) -> list[str]:
     """One row under :data:`SUMMARY_HEADER`."""
-    emotion, au, rates = _emotion(run) or {}, _au(run) or {}, run["metrics"].get("rates") or {}
-    n = emotion.get("n", (run.get("data") or {}).get("evaluated"))
-    return [f"`{run['run']}`", str(run["benchmark"]), str(run["backend"]), _model_name(run),
+    emotion, au, rates = _part(run, "emotion"), _part(run, "au"), _part(run, "rates")
+    n, model = emotion.get("n", (run.get("data") or {}).get("evaluated")), (run.get("model") or {}).get("path")
+    return [f"`{run['run']}`", str(run["benchmark"]), str(run["backend"]), Path(model).name if model else NA,
             NA if n is None else str(n), fmt(emotion.get("war", emotion.get("accuracy"))), fmt(emotion.get("uar")),
             fmt(emotion.get("macro_f1")), fmt(au.get("macro_au_f1")), fmt(rates.get("format_validity")),
             fmt(rates.get("facs_consistency")), fmt(rates.get("hallucinated_au_rate"))]  # fmt: skip
 
 
 def per_class_rows(run: dict) -> list[list[str]]:
-    """``[class, recall, F1, support]`` per class of the run's label space (``[]`` without emotion metrics)."""
-    emotion = _emotion(run)
-    if emotion is None:
-        return []
+    """``[class, recall, F1, support]`` per class (``[]`` without emotion metrics).
+
+    Recall of a class absent from the gold labels, and F1 of a class neither present nor predicted, are
+    undefined: the metrics store 0 for them (sklearn's ``zero_division=0``), the table shows "–".
+    """
+    emotion = _part(run, "emotion")
     f1, support = emotion.get("per_class_f1") or {}, emotion.get("support") or {}
-    return [[label, fmt(recall), fmt(f1.get(label)), str(support.get(label, NA))]
-            for label, recall in (emotion.get("per_class_recall") or {}).items()]  # fmt: skip
+    confusion = emotion.get("confusion") or {}
+    predicted = dict(zip(confusion.get("columns") or [], map(sum, zip(*confusion.get("matrix") or [[]]))))
+    rows = []
+    for label, recall in (emotion.get("per_class_recall") or {}).items():
+        absent = support.get(label) == 0
+        unused = absent and predicted.get(label) == 0
+        rows.append([label, NA if absent else fmt(recall), NA if unused else fmt(f1.get(label)),
+                     str(support.get(label, NA))])  # fmt: skip
+    return rows
 
 
 def _au_code_key(code: str) -> tuple[int, str]:
-    digits = re.sub(r"\D", "", code)
-    return (int(digits) if digits else 0, code)
+    return (int(re.sub(r"\D", "", code) or 0), code)
 
 
 # --- plots ---
@@ -170,7 +160,7 @@ def plot_confusion(run: dict, path: Path) -> None:
     """Heatmap of the confusion matrix (rows true, columns predicted plus "invalid"), coloured by row share."""
     import numpy as np
 
-    confusion = (_emotion(run) or {}).get("confusion") or {}
+    confusion = _part(run, "emotion").get("confusion") or {}
     matrix = np.asarray(confusion.get("matrix") or [], dtype=float)
     if matrix.size == 0:
         return _save(_figure(5, 3), path, "no emotion metrics")
@@ -181,18 +171,18 @@ def plot_confusion(run: dict, path: Path) -> None:
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, f"{int(count)}", ha="center", va="center", fontsize=8, color="white" if share[i, j] > 0.5 else "black")
+        ax.text(
+            j, i, f"{int(count)}", ha="center", va="center", fontsize=8, color="white" if share[i, j] > 0.5 else "black"
+        )
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), rows)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{run['run']}: confusion (counts)")
+    ax.set(xlabel="predicted", ylabel="true", title=f"{run['run']}: confusion (counts)")
     _save(fig, path)
 
 
 def plot_au_f1(run: dict, path: Path) -> None:
     """Per-AU F1 bars; an AU with F1 ``None`` gets no bar and a "–" label."""
-    per_au = (_au(run) or {}).get("per_au_f1") or {}
+    per_au = _part(run, "au").get("per_au_f1") or {}
     if not per_au:
         return _save(_figure(5, 3), path, "no AU annotations")
     codes = sorted(per_au, key=_au_code_key)
@@ -203,10 +193,8 @@ def plot_au_f1(run: dict, path: Path) -> None:
     for x, code in enumerate(codes):
         label = NA if per_au[code] is None else f"{per_au[code]:.2f}"
         ax.text(x, heights[x] + 0.02, label, ha="center", va="bottom", fontsize=7)
-    ax.set_ylim(0, 1.1)
-    ax.set_ylabel("F1")
     ax.tick_params(axis="x", labelrotation=45)
-    ax.set_title(f"{run['run']}: per-AU F1")
+    ax.set(ylim=(0, 1.1), ylabel="F1", title=f"{run['run']}: per-AU F1")
     _save(fig, path)
 
 
@@ -223,12 +211,14 @@ def plot_reliability(rel: dict, title: str, path: Path) -> None:
     ax.bar([b["lo"] for b in used], [b["confidence"] - b["accuracy"] for b in used], bottom=[b["accuracy"] for b in used],
            width=width, align="edge", color="#ee5253", alpha=0.35, label="gap")  # fmt: skip
     ax.plot([0, 1], [0, 1], "--", color="gray")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="confidence",
+        ylabel="accuracy",
+        title=f"{title}: ECE {rel['ece']:.3f} (n={rel['n']})",
+    )
     ax.legend(loc="upper left")
-    ax.set_title(f"{title}: ECE {rel['ece']:.3f} (n={rel['n']})")
     _save(fig, path)
 
 
@@ -243,7 +233,7 @@ def _comparison(benchmark: str, runs: list[dict]) -> list[str]:
     header = ["System", *(k.upper() if k != "accuracy" else "Accuracy" for k in keys), "Protocol", "Source"]
     rows = []
     for run in runs:
-        emotion = _emotion(run) or {}
+        emotion = _part(run, "emotion")
         ours = {"uar": emotion.get("uar"), "war": emotion.get("war", emotion.get("accuracy")),
                 "accuracy": emotion.get("accuracy")}  # fmt: skip
         split, n = (run.get("data") or {}).get("split"), emotion.get("n")
@@ -257,36 +247,41 @@ def _comparison(benchmark: str, runs: list[dict]) -> list[str]:
     return [f"### {benchmark}", "", table(header, rows), "", note, ""]
 
 
-def _run_section(run: dict, files: Path, link: str) -> list[str]:
+def _run_section(run: dict, files: Path) -> list[str]:
+    link = files.name  # the plots folder, relative to the report
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", run["run"])
-    emotion, au, rates = _emotion(run), _au(run), run["metrics"].get("rates") or {}
+    emotion, au, rates = _part(run, "emotion"), _part(run, "au"), _part(run, "rates")
     model, data = run.get("model") or {}, run.get("data") or {}
-    rel = reliability(read_predictions(run), run.get("label_space"))
+    predictions = read_predictions(run)
+    try:
+        rel = reliability(predictions, run.get("label_space"))
+    except ValueError as exc:  # name the file the bad row came from
+        raise ValueError(f"{Path(run['folder']) / 'predictions.jsonl'}: {exc}") from exc
     plot_confusion(run, files / f"{name}_confusion.png")
     plot_au_f1(run, files / f"{name}_au_f1.png")
     plot_reliability(rel, run["run"], files / f"{name}_reliability.png")
     lines = [f"### `{run['run']}`", "",
              f"- Benchmark `{run['benchmark']}`, backend `{run['backend']}`, label space `{run.get('label_space', NA)}`",
-             f"- Model: {model.get('path', NA)} (sha256 {str(model.get('sha256', NA))[:12]})",
+             f"- Model: {model['path']} (sha256 {str(model.get('sha256'))[:12]})" if model.get("path") else f"- Model: {NA}",
              f"- Data: {data.get('path', NA)}, split {data.get('split', NA)}, {data.get('evaluated', NA)} of "
              f"{data.get('rows', NA)} rows evaluated",
              f"- emoreason {run.get('emoreason_version', NA)}, created {run.get('created', NA)}, "
              f"{(run.get('timings') or {}).get('per_sample_s', NA)} s per sample", ""]  # fmt: skip
-    extra = [("Weighted F1", (emotion or {}).get("weighted_f1")), ("Mean AU ICC", (au or {}).get("mean_icc")),
+    extra = [("Weighted F1", emotion.get("weighted_f1")), ("Mean AU ICC", au.get("mean_icc")),
              ("Faithfulness", rates.get("faithfulness")), ("Cue-overlap F1", rates.get("cue_overlap_f1"))]  # fmt: skip
     rows = [[k, fmt(v, percent=k != "Mean AU ICC")] for k, v in extra]
-    rows += [["Mean AU MAE", fmt((au or {}).get("mean_mae"), percent=False)], ["ECE", fmt(rel["ece"], percent=False)]]
+    rows += [["Mean AU MAE", fmt(au.get("mean_mae"), percent=False)], ["ECE", fmt(rel["ece"], percent=False)]]
     lines += [table(["Metric", "Value"], rows), "", "#### Per-class recall", ""]
     classes = per_class_rows(run)
     lines += [table(["Class", "Recall", "F1", "Support"], classes) if classes else NA, "",
               f"![Confusion matrix of {run['run']}]({link}/{name}_confusion.png)", "", "#### Action units", ""]  # fmt: skip
-    if au and au.get("per_au_f1"):
+    if au.get("per_au_f1"):
         icc, mae = au.get("icc") or {}, au.get("mae") or {}
         au_rows = [[code, fmt(f1), fmt(icc.get(code), percent=False), fmt(mae.get(code), percent=False)]
                    for code, f1 in sorted(au["per_au_f1"].items(), key=lambda kv: _au_code_key(kv[0]))]  # fmt: skip
         lines.append(table(["AU", "F1", "ICC", "MAE"], au_rows))
     else:
-        lines.append(f"Macro AU F1: {NA} (no AU annotations in this benchmark).")
+        lines.append(f"Macro AU F1: {NA} (no AU annotations in the evaluated data).")
     lines += ["", f"![Per-AU F1 of {run['run']}]({link}/{name}_au_f1.png)", "", "#### Calibration", "",
               f"ECE {fmt(rel['ece'], percent=False)} over {rel['n']} predictions with a confidence "
               f"({RELIABILITY_BINS} equal-width bins).", "",
@@ -328,7 +323,7 @@ def write_report(results_dir: str | Path, out: str | Path) -> Path:
         lines += _comparison(benchmark, [r for r in runs if r["benchmark"] == benchmark])
     lines += ["## Runs", ""]
     for run in runs:
-        lines += _run_section(run, files, files.name)
+        lines += _run_section(run, files)
     out.write_text("\n".join(lines), encoding="utf-8")
     return out
 

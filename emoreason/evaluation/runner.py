@@ -19,7 +19,7 @@ from pathlib import Path
 
 from emoreason import __version__
 from emoreason.answer import parse_answer
-from emoreason.au import LABEL_SPACES
+from emoreason.au import BASIC, LABEL_SPACES
 from emoreason.data.jsonl import ResumableWriter, read_jsonl
 from emoreason.data.rounds import file_sha256
 from emoreason.data.schema import Sample
@@ -90,7 +90,7 @@ def _predict(sample: Sample, config: EvalConfig) -> dict:
         return row | {"pred_emotion": None, "confidence": None, "pred_aus": {}, "evidence_aus": {}, "valid": False,
                       "format_ok": False, "completion": None, "error": str(exc), "seconds": 0.0}  # fmt: skip
     completion = report.answer
-    pred = parse_answer(completion) if completion else None
+    pred = parse_answer(completion, LABEL_SPACES.get(sample.label_space, BASIC)) if completion else None
     evidence = {a.code: a.intensity for a in report.aus} if report.backend == "rules" else {}
     return row | {
         "pred_emotion": pred.emotion if pred and pred.valid else None,
@@ -158,11 +158,12 @@ def score(predictions: list[dict], label_space: str) -> dict:
         au = {"per_au_f1": {c: m["f1"] for c, m in raw["per_au"].items()}, "macro_au_f1": raw["macro_f1"],
               "icc": {c: m["icc"] for c, m in raw["per_au"].items()}, "mean_icc": raw["mean_icc"],
               "mae": {c: m["mae"] for c, m in raw["per_au"].items()}, "mean_mae": raw["mean_mae"]}  # fmt: skip
-    parsed = [parse_answer(p["completion"]) if p["completion"] else None for p in predictions]
+    parse_space = space or BASIC
+    parsed = [parse_answer(p["completion"], parse_space) if p["completion"] else None for p in predictions]
     with_evidence = [(p, q) for p, q in zip(predictions, parsed) if q is not None and p["evidence_aus"]]
     rates = {
         "format_validity": rate(float(p["format_ok"]) for p in predictions),
-        "facs_consistency": rate(facs_consistent(q) for q in parsed if q is not None),
+        "facs_consistency": rate(facs_consistent(q, parse_space) for q in parsed if q is not None),
         "hallucinated_au_rate": rate(
             float(bool(hallucinated_aus(p["pred_aus"], p["evidence_aus"]))) for p, _ in with_evidence
         ),  # fmt: skip

@@ -49,22 +49,7 @@ class HFExplainer:
         self.max_new_tokens = max_new_tokens
 
     def face_crops(self, analysis: FaceAnalysis) -> np.ndarray | None:
-        """Aligned crops ``[T, 224, 224, 3]`` of the main face at up to max_frames evenly spaced frames."""
-        main = analysis.main_face()
-        if main.empty:
-            return None
-        rows = main.iloc[np.unique(np.linspace(0, len(main) - 1, self.processor.max_frames).round().astype(int))]
-        side = max(analysis.frame_size)
-        if is_image(analysis.source):
-            frames = [load_image(analysis.source, max_side=side)]
-        else:
-            times = rows["time_s"].to_numpy(float) + 1e-3  # the table's times are rounded to 0.1 ms
-            frames = list(iter_video_frames(analysis.source, max_side=side, times=times))
-        crops = []
-        for (_, row), frame in zip(rows.iterrows(), frames):
-            points = row[LANDMARK_COLUMNS].to_numpy(float).reshape(68, 2)
-            crops.append(align_crop(frame.image, points, size=CROP_SIZE))
-        return np.stack(crops)
+        return main_face_crops(analysis, self.processor.max_frames)
 
     def generate(self, crops, waveform, evidence: str | None) -> str:
         messages = self.processor.build_messages(evidence=evidence, has_audio=waveform is not None)
@@ -107,6 +92,25 @@ class HFExplainer:
         return _with(evidence, backend="hf", model=self.path, aus=aus, emotion=emotion, segments=[],
                      reasoning=pred.reasoning or completion, answer=completion, warnings=warnings,
                      timings=timings)  # fmt: skip
+
+
+def main_face_crops(analysis: FaceAnalysis, max_frames: int) -> np.ndarray | None:
+    """Aligned crops ``[T, 224, 224, 3]`` of the main face at up to max_frames evenly spaced frames."""
+    main = analysis.main_face()
+    if main.empty:
+        return None
+    rows = main.iloc[np.unique(np.linspace(0, len(main) - 1, max_frames).round().astype(int))]
+    side = max(analysis.frame_size)
+    if is_image(analysis.source):
+        frames = [load_image(analysis.source, max_side=side)]
+    else:
+        times = rows["time_s"].to_numpy(float) + 1e-3  # the table's times are rounded to 0.1 ms
+        frames = list(iter_video_frames(analysis.source, max_side=side, times=times))
+    crops = []
+    for (_, row), frame in zip(rows.iterrows(), frames):
+        points = row[LANDMARK_COLUMNS].to_numpy(float).reshape(68, 2)
+        crops.append(align_crop(frame.image, points, size=CROP_SIZE))
+    return np.stack(crops)
 
 
 def _with(report: EmotionReport, **changes) -> EmotionReport:

@@ -3,7 +3,7 @@
 Corpus: Zhang et al., "BP4D-Spontaneous: a high-resolution spontaneous 3D dynamic facial expression database",
 Image and Vision Computing 32(10), 2014. 41 subjects (F001-F023, M001-M018), 8 tasks T1-T8, 25 fps.
 
-Format (the release layout, as read by the FERA 2015 baseline and ME-GraphAU's ``tool/BP4D_image_label_process.py``)::
+Format (the release layout, as read by the FERA 2015 baseline and ME-GraphAU's tool/BP4D_image_label_process.py)::
 
     AUCoding/AU_OCC/F001_T1.csv             a header of AU numbers ("0" heads the frame column), then rows
                                             "frame,occ,occ,..." with 0 absent, 1 present, 9 not coded
@@ -15,8 +15,7 @@ Consecutive frames with the same AU vector become one Sample. Frame numbers are 
 for AUs emoreason does not define are ignored, and a segment with no coded AU is skipped. ``split`` is the
 subject's test fold in the subject-exclusive 3-fold partition of JAA-Net / ME-GraphAU.
 
-Confidence: high for AU_OCC and its 0/1/9 codes; medium for the AU_INT file names, the frames folder name and
-1-based frame numbers.
+Confidence: high for AU_OCC and its 0/1/9 codes; medium for AU_INT names, the frames folder, 1-based frames.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 from emoreason.au import known_au
 from emoreason.data.adapters import DatasetFormatError
@@ -68,16 +68,31 @@ def merge_runs(rows: Iterable[tuple[int, int, Labels]]) -> Iterator[tuple[int, i
 
     Yields ``(first_frame, last_frame, first_line, last_line, labels)``; a gap in the frame numbers ends a run.
     """
-    run: list | None = None
+    run: list = []
     for line, frame, labels in rows:
-        if run is not None and frame == run[1] + 1 and labels == run[4]:
+        if run and frame == run[1] + 1 and labels == run[4]:
             run[1], run[3] = frame, line
             continue
-        if run is not None:
+        if run:
             yield tuple(run)
         run = [frame, frame, line, line, labels]
-    if run is not None:
+    if run:
         yield tuple(run)
+
+
+def intensity_lines(path: Path, handle: TextIO) -> Iterator[tuple[int, int, int | None]]:
+    """``(line, frame, intensity)`` from headerless "frame,intensity" lines; intensity 0-5, or None where coded 9."""
+    for line, text in enumerate(handle, start=1):
+        if not text.strip():
+            continue
+        fields = text.split(",")
+        if len(fields) != 2:
+            raise DatasetFormatError(path, line, f"{len(fields)} columns, expected 2 (frame,intensity)")
+        frame = parse_int(path, line, fields[0].strip(), "frame number")
+        intensity = parse_int(path, line, fields[1].strip(), "intensity")
+        if not (0 <= intensity <= 5 or intensity == NOT_CODED):
+            raise DatasetFormatError(path, line, f"intensity {intensity} is outside 0-5 (9 = not coded)")
+        yield line, frame, None if intensity == NOT_CODED else intensity
 
 
 def parse_int(path: Path, line: int, text: str, what: str) -> int:
@@ -118,7 +133,7 @@ def _occurrence_rows(path: Path, intensities: dict[str, dict[int, int]]) -> Iter
         if not header:
             raise DatasetFormatError(path, 1, "empty file; expected a header row of AU numbers")
         columns = [(i, code) for i, code in ((i, known_au(name)) for i, name in enumerate(header) if i) if code]
-        only_intensity = sorted(set(intensities) - {code for _, code in columns}, key=_au_number)
+        only_intensity = set(intensities) - {code for _, code in columns}
         previous = None
         for row in reader:
             line = reader.line_num
@@ -128,7 +143,7 @@ def _occurrence_rows(path: Path, intensities: dict[str, dict[int, int]]) -> Iter
                 raise DatasetFormatError(path, line, f"{len(row)} columns, but the header has {len(header)}")
             frame = parse_int(path, line, row[0], "frame number")
             if previous is not None and frame <= previous:
-                raise DatasetFormatError(path, line, f"frame {frame} does not follow frame {previous}")
+                raise DatasetFormatError(path, line, f"frame {frame} after frame {previous}: frames must increase")
             previous = frame
             labels: dict[str, int | None] = {}
             for i, code in columns:
@@ -145,7 +160,7 @@ def _occurrence_rows(path: Path, intensities: dict[str, dict[int, int]]) -> Iter
             for code in only_intensity:
                 if (intensity := intensities[code].get(frame)) is not None:
                     labels[code] = intensity
-            yield line, frame, tuple(sorted(labels.items(), key=lambda item: _au_number(item[0])))
+            yield line, frame, tuple(sorted(labels.items(), key=lambda item: int(item[0][2:])))
 
 
 def _read_intensities(root: Path, stem: str) -> tuple[dict[str, dict[int, int]], list[str]]:
@@ -158,29 +173,7 @@ def _read_intensities(root: Path, stem: str) -> tuple[dict[str, dict[int, int]],
         code = known_au(au_dir.name)
         if code is None or not path.is_file():
             continue
-        found[code] = _read_intensity_file(path)
+        with path.open(encoding="utf-8-sig") as handle:
+            found[code] = {frame: value for _, frame, value in intensity_lines(path, handle) if value is not None}
         files.append(path.relative_to(root).as_posix())
     return found, files
-
-
-def _read_intensity_file(path: Path) -> dict[int, int]:
-    values: dict[int, int] = {}
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        for row in reader:
-            line = reader.line_num
-            if not row:
-                continue
-            if len(row) != 2:
-                raise DatasetFormatError(path, line, f"{len(row)} columns, expected 2 (frame,intensity)")
-            frame = parse_int(path, line, row[0], "frame number")
-            intensity = parse_int(path, line, row[1], "intensity")
-            if not (0 <= intensity <= 5 or intensity == NOT_CODED):
-                raise DatasetFormatError(path, line, f"intensity {intensity} is outside 0-5 (9 = not coded)")
-            if intensity != NOT_CODED:
-                values[frame] = intensity
-    return values
-
-
-def _au_number(code: str) -> int:
-    return int(code[2:])

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from emoreason.au import AU_BY_CODE, LabelSpace, normalize_au
+from emoreason.au import AU_BY_CODE, LABEL_SPACES, normalize_au
 from emoreason.data.adapters import DatasetFormatError
 from emoreason.data.schema import AULabel, Sample
 
@@ -35,11 +35,7 @@ FRAMES_DIR = "CASME2_RAW_selected"
 COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion")
 NO_APEX = ("", "/", "-")
 # Repression and "others" have no basic-emotion counterpart, so they are scored only within this space.
-CASME2 = LabelSpace(
-    NAME,
-    ("happiness", "disgust", "surprise", "repression", "others", "fear", "sadness"),
-    {e: (e,) for e in ("happiness", "disgust", "surprise", "fear", "sadness")},
-)
+CASME2 = LABEL_SPACES[NAME]  # defined once, in emoreason.au
 
 
 def read(root: Path) -> Iterator[Sample]:

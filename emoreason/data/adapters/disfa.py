@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from emoreason.data.adapters import DatasetFormatError
-from emoreason.data.adapters.bp4d import NOT_CODED, Labels, merge_runs, parse_int
+from emoreason.data.adapters.bp4d import Labels, intensity_lines, merge_runs
 from emoreason.data.schema import AULabel, Sample
 
 NAME = "disfa"
@@ -89,7 +89,7 @@ def _read_subject(root: Path, subject_dir: Path) -> Iterator[Sample]:
 def _rows(paths: list[Path], handles: list[TextIO]) -> Iterator[tuple[int, int, Labels]]:
     """Join the per-AU files line by line: ``(line, frame, labels)`` with the line number of the first file."""
     previous = None
-    for entries in zip_longest(*(_lines(path, handle) for path, handle in zip(paths, handles))):
+    for entries in zip_longest(*(intensity_lines(path, handle) for path, handle in zip(paths, handles))):
         line = next(entry[0] for entry in entries if entry is not None)
         for path, entry in zip(paths, entries):
             if entry is None:
@@ -99,21 +99,7 @@ def _rows(paths: list[Path], handles: list[TextIO]) -> Iterator[tuple[int, int, 
             if entry_frame != frame:
                 raise DatasetFormatError(path, entry_line, f"frame {entry_frame}, but {paths[0].name} has {frame}")
         if previous is not None and frame <= previous:
-            raise DatasetFormatError(paths[0], line, f"frame {frame} does not follow frame {previous}")
+            raise DatasetFormatError(paths[0], line, f"frame {frame} after frame {previous}: frames must increase")
         previous = frame
         labels = tuple((f"AU{n}", entry[2]) for n, entry in zip(AU_NUMBERS, entries) if entry[2] is not None)
         yield line, frame, labels
-
-
-def _lines(path: Path, handle: TextIO) -> Iterator[tuple[int, int, int | None]]:
-    for line, text in enumerate(handle, start=1):
-        if not text.strip():
-            continue
-        fields = text.strip().split(",")
-        if len(fields) != 2:
-            raise DatasetFormatError(path, line, f"{len(fields)} columns, expected 2 (frame,intensity)")
-        frame = parse_int(path, line, fields[0].strip(), "frame number")
-        intensity = parse_int(path, line, fields[1].strip(), "intensity")
-        if not (0 <= intensity <= 5 or intensity == NOT_CODED):
-            raise DatasetFormatError(path, line, f"intensity {intensity} is outside 0-5")
-        yield line, frame, None if intensity == NOT_CODED else intensity

@@ -1,0 +1,1 @@
+"""Training: data, rewards, SFT and GRPO with TRL."""

@@ -1,0 +1,145 @@
+"""Training data: sample rows -> conversations -> model inputs, with media preprocessed once and cached.
+
+Face crops come from the face pipeline (detect, track, align the main face) or, for media that already is
+a face crop (``crops: frames``, e.g. the synthetic toy faces), from the frames themselves. Crops, log-mel
+features and the textualised evidence of each sample are computed once and stored in ``cache_dir`` keyed
+by the sample id and the preprocessing settings, so later epochs and runs never repeat face detection.
+Unreadable media are skipped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emoreason.answer import render_answer
+from emoreason.au import AU_CODES
+from emoreason.data.schema import Sample
+from emoreason.io.errors import MediaError
+
+logger = logging.getLogger(__name__)
+
+CROP_MODES = ("detect", "frames")
+
+
+@dataclass
+class MediaConfig:
+    crops: str = "detect"  # "detect": the main face, aligned; "frames": the frames are face crops already
+    fps: float = 8.0
+    evidence: bool = True  # put the measured AU/prosody text into the prompt
+    use_audio: bool = True
+
+    def __post_init__(self) -> None:
+        if self.crops not in CROP_MODES:
+            raise ValueError(f"crops: expected one of {CROP_MODES}, got {self.crops!r}")
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:8]
+
+
+@dataclass
+class Prepared:
+    crops: np.ndarray | None  # [T, S, S, 3] uint8
+    waveform: np.ndarray | None  # [N] float32 at 16 kHz
+    evidence: str | None
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    computed: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+
+def _frames_as_crops(path: str, max_frames: int, fps: float) -> np.ndarray:
+    from emoreason.io.video import iter_video_frames, probe_video
+
+    info = probe_video(path)
+    times = np.linspace(0, info.duration_s, max_frames, endpoint=False) + info.duration_s / max_frames / 2
+    return np.stack([f.image for f in iter_video_frames(path, max_side=10_000, times=times)])
+
+
+def prepare_media(sample: Sample, processor, config: MediaConfig) -> Prepared:
+    """Crops, audio and evidence text of one sample (raises MediaError when the media is unusable)."""
+    from emoreason.io.audio import load_audio
+
+    waveform = None
+    if config.use_audio and sample.media_type == "video":
+        clip = load_audio(sample.media, start_s=sample.start_s, end_s=sample.end_s)
+        waveform = clip.waveform if clip.has_audio and clip.waveform.size else None
+    if config.crops == "frames":
+        return Prepared(_frames_as_crops(sample.media, processor.max_frames, config.fps), waveform, None)
+    from emoreason.explain import explain_analysis
+    from emoreason.face.analyzer import FaceAnalyzer
+    from emoreason.model.backend import main_face_crops
+
+    analysis = FaceAnalyzer(fps=config.fps).analyze(sample.media)
+    report = explain_analysis(analysis, use_audio=config.use_audio)
+    if report.faces_found == 0:
+        raise MediaError(f"{sample.media}: no face found")
+    crops = main_face_crops(analysis, processor.max_frames)
+    evidence = (
+        processor.textualize(aus=report.aus, prosody_cues=(report.audio or {}).get("cues")) if config.evidence else None
+    )
+    return Prepared(crops, waveform, evidence or None)
+
+
+class MediaCache:
+    """``get(sample)`` returns the sample's :class:`Prepared` media, computing it at most once."""
+
+    def __init__(self, cache_dir: str | Path, processor, config: MediaConfig):
+        self.dir = Path(cache_dir) / config.key()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.processor, self.config = processor, config
+        self.stats = CacheStats()
+
+    def get(self, sample: Sample) -> Prepared | None:
+        path = self.dir / f"{sample.id}.pt"
+        if path.is_file():
+            self.stats.hits += 1
+            data = torch.load(path, weights_only=False)
+            return Prepared(**data) if data else None
+        try:
+            prepared = prepare_media(sample, self.processor, self.config)
+            data = prepared.__dict__
+        except MediaError as exc:
+            logger.warning("skipping %s: %s", sample.id, exc)
+            self.stats.skipped[str(exc).split(": ", 1)[-1][:60]] += 1
+            prepared, data = None, {}
+        tmp = path.with_suffix(".tmp")
+        torch.save(data, tmp)
+        tmp.replace(path)  # atomic: a killed run never leaves a half-written cache entry
+        self.stats.computed += 1
+        return prepared
+
+
+def target_text(sample: Sample) -> str | None:
+    """The SFT target: the sample's rationale, else one the FACS reasoner renders from its labels."""
+    if sample.rationale:
+        return sample.rationale
+    import random
+
+    from emoreason.data.synth import label_aus, rules_target, verify
+
+    target = rules_target(sample, random.Random(sample.id), label_aus(sample))
+    if target is not None and verify(target, sample) is None:
+        return target
+    if sample.emotion is None:
+        return None
+    # no AU evidence that supports the label: an answer-only target still teaches the format and the label
+    return render_answer("The AU evidence is not annotated for this clip.", sample.emotion, 1.0, [])
+
+
+def au_targets(sample: Sample) -> torch.Tensor:
+    """``[A]`` AU head targets: 1 present, 0 absent, NaN not annotated."""
+    values = torch.full((len(AU_CODES),), float("nan"))
+    for au in sample.aus:
+        values[AU_CODES.index(au.code)] = 1.0 if au.intensity is None or au.intensity >= 1 else 0.0
+    return values

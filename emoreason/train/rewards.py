@@ -1,0 +1,143 @@
+"""GRPO rewards: one small pure function per concern, each a thin wrapper over an :mod:`emoreason.metrics` scorer.
+
+Every reward has TRL's signature ``fn(completions, **columns) -> list[float | None]``: ``completions`` are strings
+or conversational lists (``[{"role": "assistant", "content": ...}]``), dataset columns arrive as keyword lists
+with one entry per completion, and unknown keywords (``prompts``, ``trainer_state``, other columns) are ignored.
+``None`` means "not applicable" (TRL turns it into NaN and leaves it out of that reward's mean). The recipe picks
+rewards by name (:data:`REWARDS`) and weights them with ``GRPOConfig.reward_weights``, so each is logged as
+``rewards/<name>_reward/mean``. Because the scoring lives in :mod:`emoreason.metrics`, a reward cannot drift from
+the benchmark it stands for.
+
+AU columns (gold ``aus`` and ``evidence_aus``) are lists of ``{"code", "intensity"}`` as in
+:mod:`emoreason.data.schema`, or ``{code: intensity}`` dicts. Prefer the list form in a ``datasets`` column:
+Arrow stores a dict column as a struct, filling each row's missing codes with null, which reads as "present".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from emoreason.answer import Prediction, parse_answer
+from emoreason.au import LABEL_SPACES, LabelSpace
+from emoreason.metrics import au_f1, emotion_correct, facs_consistent, faithfulness, format_valid
+
+Reward = Callable[..., list[float | None]]
+LENGTH_BAND = (20, 200)  # reasoning words scoring 1.0; the reward falls to 0 at 0 words and at twice the maximum
+
+
+def _text(completion: object) -> object:
+    """The text of a completion: a string as is, the last assistant message of a conversation (its content a
+    string or a list of ``{"type": "text", "text": ...}`` parts). Anything else is returned unchanged, for
+    :func:`parse_answer` to report as an invalid prediction."""
+    if isinstance(completion, list) and completion and all(isinstance(m, Mapping) for m in completion):
+        replies = [m for m in completion if m.get("role", "assistant") == "assistant"] or completion
+        content = replies[-1].get("content")
+        if isinstance(content, list):
+            return "".join(p.get("text") or "" for p in content if isinstance(p, Mapping))
+        return content
+    return completion
+
+
+def _space(name: str | None) -> LabelSpace:
+    if name is None:
+        return LABEL_SPACES["basic"]
+    if name not in LABEL_SPACES:
+        raise ValueError(f"unknown label space {name!r}; use one of {sorted(LABEL_SPACES)}")
+    return LABEL_SPACES[name]
+
+
+def _column(values: Sequence | None, n: int, name: str) -> list:
+    """A dataset column as a list of ``n`` entries (``None`` entries when the column is absent)."""
+    if values is None:
+        return [None] * n
+    if len(values) != n:
+        raise ValueError(f"column {name!r} has {len(values)} entries for {n} completions")
+    return list(values)
+
+
+def _parse(completions: Sequence, label_space: Sequence[str | None] | None) -> list[tuple[Prediction, LabelSpace]]:
+    spaces = [_space(name) for name in _column(label_space, len(completions), "label_space")]
+    return [(parse_answer(_text(c), space), space) for c, space in zip(completions, spaces)]
+
+
+def _au_dict(value: Mapping | Sequence | None) -> dict[str, float | None]:
+    """``{code: intensity}`` from a dict or a list of ``{"code", "intensity"}``; ``{}`` for ``None``."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    return {item["code"]: item.get("intensity") for item in value}
+
+
+def format_reward(completions, label_space=None, **kwargs) -> list[float | None]:
+    """1.0 for the strict ``<think>...</think><answer>{JSON}</answer>`` format, 0.5 for an answer that is
+    valid only after repair (missing or nested tags, a bare label, sloppy JSON), 0.0 otherwise."""
+    return [format_valid(p) or (0.5 if p.valid else 0.0) for p, _ in _parse(completions, label_space)]
+
+
+def emotion_reward(completions, labels, label_space=None, **kwargs) -> list[float | None]:
+    """:func:`~emoreason.metrics.emotion_correct` against the gold ``labels``; ``None`` where there are none."""
+    gold = _column(labels, len(completions), "labels")
+    return [emotion_correct(p, g or [], s) for (p, s), g in zip(_parse(completions, label_space), gold)]
+
+
+def au_f1_reward(completions, aus, **kwargs) -> list[float | None]:
+    """:func:`~emoreason.metrics.au_f1` of the answer's AUs against the gold ``aus``; ``None`` where no AU is
+    annotated."""
+    gold = _column(aus, len(completions), "aus")
+    return [au_f1(p, _au_dict(g)) for (p, _), g in zip(_parse(completions, None), gold)]
+
+
+def facs_consistency_reward(completions, label_space=None, **kwargs) -> list[float | None]:
+    """:func:`~emoreason.metrics.facs_consistent`: do the cited and claimed AUs support the concluded emotion?"""
+    return [facs_consistent(p, s) for p, s in _parse(completions, label_space)]
+
+
+def faithfulness_reward(completions, evidence_aus=None, **kwargs) -> list[float | None]:
+    """:func:`~emoreason.metrics.faithfulness` of the claimed AUs to the measured ``evidence_aus`` (the AU head's
+    or the landmark analyser's readings); ``None`` without evidence or without a checkable claim."""
+    evidence = _column(evidence_aus, len(completions), "evidence_aus")
+    return [faithfulness(p, _au_dict(e)) if e else None for (p, _), e in zip(_parse(completions, None), evidence)]
+
+
+def length_reward(completions, label_space=None, min_words=LENGTH_BAND[0], max_words=LENGTH_BAND[1], **kwargs):
+    """1.0 for ``min_words..max_words`` words of reasoning, linear down to 0 at 0 words and at ``2 * max_words``;
+    0.0 for an invalid answer. Change the band with ``functools.partial`` (TRL still logs ``length_reward``)."""
+    rewards: list[float | None] = []
+    for pred, _ in _parse(completions, label_space):
+        words = len(pred.reasoning.split())
+        score = words / min_words if words < min_words else max(0.0, min(1.0, 2.0 - words / max_words))
+        rewards.append(score if pred.valid else 0.0)
+    return rewards
+
+
+REWARDS: dict[str, Reward] = {
+    fn.__name__.removesuffix("_reward"): fn
+    for fn in (format_reward, emotion_reward, au_f1_reward, facs_consistency_reward, faithfulness_reward, length_reward)
+}
+
+
+def get_rewards(names: Sequence[str]) -> list[Reward]:
+    """The reward functions named in a recipe, in order; ``ValueError`` for an unknown name."""
+    unknown = [name for name in names if name not in REWARDS]
+    if unknown:
+        raise ValueError(f"unknown reward(s) {unknown}; known rewards: {sorted(REWARDS)}")
+    return [REWARDS[name] for name in names]
+
+
+def total_reward(completion: object, row: Mapping, weights: Mapping[str, float]) -> float:
+    """One weighted score for a completion of one dataset ``row`` (the self-improvement filter).
+
+    Rewards returning ``None`` (not applicable to this row, e.g. ``au_f1`` without AU labels) count as 0 and
+    their weight is dropped, so the result is the weighted mean over the applicable rewards: in [0, 1], and a
+    row is neither penalised nor favoured for missing annotations. 0.0 when no reward applies. Weights must be
+    finite and non-negative; unknown names raise ``ValueError`` as in :func:`get_rewards`.
+    """
+    bad = {name: w for name, w in weights.items() if not 0 <= w < float("inf")}
+    if bad:
+        raise ValueError(f"reward weights must be finite and >= 0, got {bad}")
+    columns = {key: [value] for key, value in row.items()}
+    scored = [(w, fn([completion], **columns)[0]) for fn, w in zip(get_rewards(list(weights)), weights.values())]
+    applicable = [(w, r) for w, r in scored if r is not None]
+    total_weight = sum(w for w, _ in applicable)
+    return sum(w * r for w, r in applicable) / total_weight if total_weight > 0 else 0.0
