@@ -89,9 +89,9 @@ def random_clip(emotion: str, rng: np.random.Generator, tone: int | None = None,
         rgb = np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.7), rng.uniform(0.3, 0.95))) * 255
         if np.linalg.norm(rgb - skin) > 90:
             break
-    return ToyClip(emotion, aus, onset, apex, offset, hold, tone, shape, tuple(int(v) for v in skin),
-                   tuple(int(v) for v in rgb), tuple(rng.uniform(-0.03, 0.03, 2)), float(rng.uniform(0.94, 1.04)),
-                   float(rng.uniform(1.0, 4.0)), int(rng.choice([-1, 1])))  # fmt: skip
+    skin, rgb, shift = tuple(int(v) for v in skin), tuple(int(v) for v in rgb), rng.uniform(-0.03, 0.03, 2)
+    look = (skin, rgb, (float(shift[0]), float(shift[1])), float(rng.uniform(0.94, 1.04)), float(rng.uniform(1, 4)))
+    return ToyClip(emotion, aus, onset, apex, offset, hold, tone, shape, *look, int(rng.choice([-1, 1])))
 
 
 class _Canvas:
@@ -136,9 +136,8 @@ def _upper_face(c: _Canvas, a, eye_dx: float) -> None:
     if a("AU1") + a("AU2") > 0:
         for y in (0.19, 0.225):
             c.line(_curve((0.38, y + 0.01), (0.5, y), (0.62, y + 0.01)), c.tint((a("AU1") + a("AU2")) / 6), 0.008)
-    c.line([(0.5 - 0.012 * a("AU4"), 0.33), (0.5 - 0.012 * a("AU4"), 0.38)], c.tint(a("AU4") / 4), 0.01)
-    c.line([(0.5 + 0.012 * a("AU4"), 0.33), (0.5 + 0.012 * a("AU4"), 0.38)], c.tint(a("AU4") / 4), 0.01)
     for s in (-1, 1):
+        c.line([(0.5 + s * 0.012 * a("AU4"), 0.33), (0.5 + s * 0.012 * a("AU4"), 0.38)], c.tint(a("AU4") / 4), 0.01)
         ex, ey = 0.5 + s * eye_dx, 0.42
         inner = (0.5 + s * (0.075 - 0.006 * a("AU4")), 0.30 - 0.018 * a("AU1") + 0.011 * a("AU4") + 0.004 * a("AU9"))
         mid = (ex + s * 0.01, 0.275 - 0.007 * (a("AU1") + a("AU2")) + 0.008 * a("AU4"))
@@ -179,9 +178,8 @@ def _mouth(c: _Canvas, a, half_width: float) -> None:
     corners = []
     for s in (-1, 1):
         pull = 0.009 * a("AU14") if s == c.spec.side else 0.0
-        x = 0.5 + s * (
-            half_width + 0.005 * a("AU12") + 0.016 * a("AU20") - 0.008 * a("AU23") - 0.003 * a("AU24") - pull
-        )
+        x = 0.5 + s * (half_width + 0.005 * a("AU12") + 0.016 * a("AU20") - 0.008 * a("AU23") - 0.003 * a("AU24"))
+        x -= s * pull
         y = 0.75 - 0.013 * a("AU12") + 0.013 * a("AU15") + 0.003 * a("AU20") - 1.25 * pull
         corners.append((x, y))
     left, right = corners
@@ -191,10 +189,8 @@ def _mouth(c: _Canvas, a, half_width: float) -> None:
     upper_in = 0.75 - 0.007 * a("AU10") - 0.25 * gap
     lower_in = 0.75 + 0.75 * gap - 0.005 * a("AU17")
     lip = tuple(int(v) for v in c.skin * 0.5 + np.array([150.0, 40, 50]) * 0.5)
-    upper, lower = (
-        _curve(left, (mx, upper_in - 0.022 * thin), right),
-        _curve(left, (mx, lower_in + 0.028 * thin), right),
-    )
+    upper = _curve(left, (mx, upper_in - 0.022 * thin), right)
+    lower = _curve(left, (mx, lower_in + 0.028 * thin), right)
     c.poly(upper + lower[::-1], lip)
     inner_top, inner_bottom = _curve(left, (mx, upper_in), right), _curve(left, (mx, lower_in), right)
     if gap > 0.002:
@@ -269,12 +265,11 @@ def make_toy_dataset(out_dir: str | Path, n: int, seed: int = 0, split_fractions
         raise ValueError(f"split_fractions must be positive, at most {len(persons)} splits, got {fractions}")
     rng = np.random.default_rng(seed)
     persons = [persons[i] for i in rng.permutation(len(persons))]
-    plan, start, count = [], 0, 0
+    plan, start, clips = [], 0, _shares(n, fractions)
     for split, share in _shares(len(persons), fractions, minimum=1).items():
         members, start = persons[start : start + share], start + share
-        for j in range(_shares(n, fractions)[split]):  # emotions keep cycling across splits: balanced overall
-            plan.append((split, emotions[(count + j) % len(emotions)], members[(j // len(emotions)) % len(members)]))
-        count += _shares(n, fractions)[split]
+        for j in range(clips[split]):  # each member shows every emotion; the emotion cycle runs on across splits
+            plan.append((split, emotions[len(plan) % len(emotions)], members[(j // len(emotions)) % len(members)]))
     out_dir = Path(out_dir)
     (out_dir / "clips").mkdir(parents=True, exist_ok=True)
     rows = []

@@ -40,7 +40,9 @@ def centred(emotion: str, seed: int = 0, **aus: float) -> ToyClip:
     """A light-skinned, unshifted face (so REGIONS apply) of `emotion`, apex AUs overridden by `aus`."""
     spec = random_clip(emotion, np.random.default_rng(seed), tone=1, shape=0, distractor_p=0.0)
     apex = {code: 4.0 for code in spec.aus} | aus
-    return dataclasses.replace(spec, aus=apex, shift=(0.0, 0.0), scale=1.0, skin=(241, 194, 160), background=(90, 140, 200))
+    return dataclasses.replace(
+        spec, aus=apex, shift=(0.0, 0.0), scale=1.0, skin=(241, 194, 160), background=(90, 140, 200)
+    )
 
 
 def crop(frame: np.ndarray, region: str) -> np.ndarray:
