@@ -194,8 +194,8 @@ def run_data(args: argparse.Namespace) -> int:
 def run_synth(args: argparse.Namespace) -> int:
     import json
 
-    from emoreason.data.jsonl import read_jsonl
-    from emoreason.data.synth import read_samples, synthesize
+    from emoreason.data.jsonl import read_jsonl, read_samples
+    from emoreason.data.synth import synthesize
 
     if (args.teacher is None) != (args.model is None):
         raise UsageError("--teacher and --model go together")

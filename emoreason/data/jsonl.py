@@ -39,6 +39,18 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
             yield row
 
 
+def read_samples(path: str | Path):
+    """:class:`Sample` rows of a JSON-lines file; relative media paths are taken relative to the file's folder."""
+    from emoreason.data.schema import Sample
+
+    base = Path(path).resolve().parent
+    for row in read_jsonl(path):
+        sample = Sample.from_dict(row)
+        if not Path(sample.media).is_absolute():
+            sample.media = str(base / sample.media)  # the id stays that of the row as written
+        yield sample
+
+
 class ResumableWriter:
     """Append rows keyed by ``id``; ``done`` holds the ids already written (from an earlier, killed run).
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emoreason.answer import parse_answer, render_answer
-from emoreason.data.jsonl import ResumableWriter, read_jsonl
+from emoreason.data.jsonl import ResumableWriter
 from emoreason.data.schema import Sample
 from emoreason.metrics import emotion_correct, facs_consistent
 from emoreason.reasoning.facs import reason
@@ -195,7 +195,3 @@ def _generate(generator, sample: Sample, rng: random.Random, evidence, stats: Sy
         return target
     return generator.rationale(sample, evidence, rng)
 
-
-def read_samples(path: str | Path) -> Iterable[Sample]:
-    for row in read_jsonl(path):
-        yield Sample.from_dict(row)

@@ -20,7 +20,7 @@ from pathlib import Path
 from emoreason import __version__
 from emoreason.answer import parse_answer
 from emoreason.au import BASIC, LABEL_SPACES
-from emoreason.data.jsonl import ResumableWriter, read_jsonl
+from emoreason.data.jsonl import ResumableWriter, read_jsonl, read_samples
 from emoreason.data.rounds import file_sha256
 from emoreason.data.schema import Sample
 from emoreason.io.errors import MediaError
@@ -104,7 +104,7 @@ def _predict(sample: Sample, config: EvalConfig) -> dict:
 
 def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = None) -> dict:
     """Run (or resume) an evaluation; returns the results dict also written to ``results.json``."""
-    samples = [Sample.from_dict(r) for r in read_jsonl(config.data)]
+    samples = list(read_samples(config.data))
     chosen = [s for s in samples if config.split is None or s.split == config.split][: config.limit]
     if not chosen:
         raise ValueError(f"{config.data}: no samples with split {config.split!r} to evaluate")

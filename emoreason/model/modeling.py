@@ -77,6 +77,15 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
 
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    @property
+    def base_model(self) -> _Backbone:
+        """Multimodal embeddings through the LM's transformer, without its head: TRL's fused LM head (SFT, GRPO)
+        calls ``model.base_model(...)`` for hidden states and projects them through ``get_output_embeddings()``."""
+        return _Backbone(self)
+
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.language_model.set_input_embeddings(value)
 
@@ -180,6 +189,21 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
+
+
+class _Backbone:
+    """Callable view of the model up to the LM's last hidden state (not a module: it owns no weights)."""
+
+    def __init__(self, model: EmoReasonForConditionalGeneration):
+        self.model = model
+
+    def __call__(self, input_ids=None, attention_mask=None, pixel_values=None, frame_mask=None, input_features=None,
+                 audio_mask=None, au_labels=None, inputs_embeds=None, **kwargs):  # fmt: skip
+        if inputs_embeds is None:
+            inputs_embeds, _ = self.model.embed(input_ids, pixel_values, frame_mask, input_features, audio_mask)
+        lm = self.model.language_model
+        causal = lm.get_base_model() if hasattr(lm, "get_base_model") else lm  # peft keeps LoRA layers inside
+        return causal.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
 
 
 def _scatter(embeds: torch.Tensor, slots: torch.Tensor, tokens: torch.Tensor, name: str) -> torch.Tensor:

@@ -101,7 +101,8 @@ class MediaCache:
         self.stats = CacheStats()
 
     def get(self, sample: Sample) -> Prepared | None:
-        path = self.dir / f"{sample.id}.pt"
+        media = hashlib.sha1(str(Path(sample.media).resolve()).encode()).hexdigest()[:8]
+        path = self.dir / f"{sample.id}-{media}.pt"  # keyed by the media too: a moved corpus is not a cache hit
         if path.is_file():
             self.stats.hits += 1
             data = torch.load(path, weights_only=False)
