@@ -194,4 +194,3 @@ def _generate(generator, sample: Sample, rng: random.Random, evidence, stats: Sy
             stats.dropped["evidence does not support the label"] += 1
         return target
     return generator.rationale(sample, evidence, rng)
-

@@ -1,0 +1,61 @@
+"""Generate answers for sample rows with the in-process model, and score them with the training rewards.
+
+Used to measure a checkpoint on held-out rows during training experiments (the benchmark runner in
+``emoreason.evaluation`` goes through ``explain``, which needs a detectable face) and to sample
+completions for the self-improvement loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from emoreason.data.schema import Sample
+from emoreason.metrics import rate
+from emoreason.model.tokenizer import IM_END
+from emoreason.train.data import MediaCache
+from emoreason.train.rewards import REWARDS
+
+
+@dataclass
+class Rollout:
+    sample: Sample
+    completion: str
+
+
+@torch.no_grad()
+def generate(model, processor, cache: MediaCache, samples: list[Sample], num_samples: int = 1,
+             batch_size: int = 8, max_new_tokens: int = 256, temperature: float = 0.0) -> list[Rollout]:  # fmt: skip
+    """``num_samples`` completions per sample (greedy when ``temperature`` is 0); unusable media are skipped."""
+    model.eval()
+    tokenizer = processor.tokenizer
+    stop = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)]
+    jobs = [(s, p) for s in samples if (p := cache.get(s)) is not None for _ in range(num_samples)]
+    rollouts = []
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
+        features = [processor(processor.build_messages(p.evidence, has_audio=p.waveform is not None), faces=p.crops,
+                              audio=p.waveform) for _, p in chunk]  # fmt: skip
+        batch = processor.collate(features, padding_side="left")
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "frame_mask",
+                                        "input_features", "audio_mask")}  # fmt: skip
+        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        ids = model.generate(**inputs, max_new_tokens=max_new_tokens, eos_token_id=stop,
+                             pad_token_id=tokenizer.pad_token_id, **sampling)  # fmt: skip
+        texts = processor.decode(ids)
+        rollouts += [Rollout(sample, text) for (sample, _), text in zip(chunk, texts)]
+    return rollouts
+
+
+def score(
+    rollouts: list[Rollout], rewards: tuple[str, ...] = ("format", "emotion", "au_f1")
+) -> dict[str, float | None]:
+    """Mean of each reward over the rollouts (``None`` values skipped), as the GRPO logs report them."""
+    completions = [r.completion for r in rollouts]
+    columns = {
+        "labels": [r.sample.labels for r in rollouts],
+        "label_space": [r.sample.label_space for r in rollouts],
+        "aus": [[a.__dict__ for a in r.sample.aus] for r in rollouts],
+    }
+    return {name: rate(REWARDS[name](completions, **columns)) for name in rewards}
