@@ -15,6 +15,7 @@ from emoreason.au import EMOTIONS
 from emoreason.constants import ANSWER_CLOSE, ANSWER_OPEN, AUDIO_TOKEN, FACE_TOKEN, THINK_CLOSE, THINK_OPEN
 from emoreason.model.configuration import EmoReasonConfig
 from emoreason.model.processor import IGNORE_INDEX, SYSTEM_PROMPT, EmoReasonProcessor
+from emoreason.model.tiny import TINY_AUDIO, TINY_FACE, TINY_TEXT
 from emoreason.model.tokenizer import SPECIAL_TOKENS, TAG_TOKENS, train_tiny_tokenizer
 from emoreason.report import AUReport
 
@@ -23,38 +24,11 @@ FACE_TOKENS, AUDIO_TOKENS, FRAMES, SIZE = 12, 4, 8, 64  # what the tiny config b
 
 @pytest.fixture(scope="module")
 def config():
+    # the tiny checkpoint's parts, with a shorter audio window (100 positions = 2 s)
     return EmoReasonConfig(
-        face_config={
-            "model_type": "siglip_vision_model",
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 1,
-            "image_size": SIZE,
-            "patch_size": 16,
-        },
-        audio_config={
-            "model_type": "whisper",
-            "d_model": 64,
-            "encoder_layers": 1,
-            "encoder_attention_heads": 1,
-            "encoder_ffn_dim": 128,
-            "decoder_layers": 1,
-            "decoder_attention_heads": 1,
-            "decoder_ffn_dim": 64,
-            "num_mel_bins": 80,
-            "max_source_positions": 100,
-            "vocab_size": 100,
-        },
-        text_config={
-            "model_type": "qwen2",
-            "hidden_size": 128,
-            "intermediate_size": 256,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "vocab_size": 2048,
-        },
+        face_config=TINY_FACE,
+        audio_config=dict(TINY_AUDIO, max_source_positions=100),
+        text_config=dict(TINY_TEXT, vocab_size=2048),
         face_temporal_slots=2,
         num_audio_tokens=AUDIO_TOKENS,
         max_frames=FRAMES,
