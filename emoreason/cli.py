@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--config", type=Path, help="a suite YAML: several benchmarks, one summary")
     ev.add_argument("--out", type=Path, help="results folder (default results/) or, for 'report', the .md file")
     ev.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    train = sub.add_parser("train", help="train a checkpoint: `train sft --config recipe.yaml [overrides]`")
+    train.add_argument("stage", choices=("sft",), help="training stage")
+    train.add_argument("recipe_args", nargs=argparse.REMAINDER, help="--config FILE and TRL/recipe overrides")
     card = sub.add_parser("model-card", help="write a model card (README.md) into a checkpoint directory")
     card.add_argument("checkpoint", type=Path)
     card.add_argument("--results", type=Path, help="results folder of evaluations of this checkpoint")
@@ -252,6 +255,17 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_train(args: argparse.Namespace) -> int:
+    try:
+        from emoreason.train.sft import run_sft
+    except ImportError as exc:
+        raise ImportError(f"training needs the train extra: pip install 'emoreason[train]' ({exc})") from exc
+    if "--config" not in args.recipe_args:
+        raise UsageError("usage: emoreason train sft --config RECIPE.yaml [--field value ...]")
+    print(f"trained checkpoint written to {run_sft(args.recipe_args)}")
+    return 0
+
+
 def run_model_card(args: argparse.Namespace) -> int:
     from emoreason.evaluation.model_card import write_model_card
 
@@ -267,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     runners = {"explain": run_explain, "analyze": run_analyze, "data": run_data, "synth": run_synth,
-               "eval": run_eval, "model-card": run_model_card}  # fmt: skip
+               "eval": run_eval, "model-card": run_model_card, "train": run_train}  # fmt: skip
     try:
         return runners[args.command](args)
     except (MediaError, DataError, UsageError) as exc:  # the message says which file (and line) and why

@@ -57,3 +57,29 @@ def test_recipe_errors_name_the_field(toy, tmp_path):
         SFTRecipe(model_path=str(toy[1]), train_data=str(tmp_path / "missing.jsonl"))
     with pytest.raises(ValueError, match="crops"):
         SFTRecipe(model_path=str(toy[1]), train_data=str(toy[0]), crops="whole")
+
+
+def test_cli_recipe_trains_resumes_and_saves(toy, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    data, checkpoint, root = toy
+    recipe = tmp_path / "sft.yaml"
+    recipe.write_text(
+        f"model_path: {checkpoint}\ntrain_data: {data}\ncrops: frames\nevidence: false\nuse_audio: false\n"
+        f"cache_dir: {root / 'cache'}\noutput_dir: {tmp_path / 'run'}\nmax_steps: 2\nsave_steps: 2\n"
+        "per_device_train_batch_size: 4\nuse_cpu: true\nbf16: false\nreport_to: none\n"
+    )
+    command = [sys.executable, "-m", "emoreason.cli", "train", "sft", "--config", str(recipe)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (tmp_path / "run" / "checkpoint-2").is_dir() and (tmp_path / "run" / "final" / "model.safetensors").is_file()
+    again = subprocess.run(command + ["--max_steps", "3"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    state = json.loads((tmp_path / "run" / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3 and "resuming" not in first.stderr  # the second run continued from step 2
+    used = json.loads((tmp_path / "run" / "final" / "training_data.json").read_text())
+    assert used["rows_used"] > 0 and used["recipe"]["crops"] == "frames"
+    bad = subprocess.run([*command[:4], "--config", str(tmp_path / "missing.yaml")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -133,3 +133,37 @@ def build_trainer(recipe: SFTRecipe, args):
         processor, cache), processing_class=processor.tokenizer, compute_loss_func=lm_and_au_loss(
         recipe.au_loss_weight))  # fmt: skip
     return trainer, processor, skipped
+
+
+def run_sft(argv: list[str]) -> Path:
+    """``emoreason train sft --config recipe.yaml [--field value ...]``: train, resume if interrupted, save.
+
+    The YAML holds the :class:`SFTRecipe` fields and TRL's ``SFTConfig`` arguments side by side (TrlParser:
+    file first, then command-line overrides). A run killed mid-way resumes from its last ``checkpoint-*``.
+    Returns the final emoreason checkpoint directory (``<output_dir>/final``).
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTConfig, TrlParser
+
+    from emoreason.model.checkpoint import save_checkpoint
+
+    recipe, args = TrlParser((SFTRecipe, SFTConfig)).parse_args_and_config(args=argv)
+    trainer, processor, skipped = build_trainer(recipe, args)
+    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    if last:
+        logger.info("resuming from %s", last)
+    trainer.train(resume_from_checkpoint=last)
+    final = save_checkpoint(trainer.model, Path(args.output_dir) / "final", processor=processor)
+    (final / "training_data.json").write_text(
+        json.dumps(
+            {
+                "train_data": recipe.train_data,
+                "split": recipe.split,
+                "rows_used": len(trainer.train_dataset),
+                "skipped": skipped,
+                "recipe": {k: v for k, v in recipe.__dict__.items()},
+            },
+            indent=2,
+        )
+    )  # fmt: skip  (read by `emoreason model-card`)
+    return final
