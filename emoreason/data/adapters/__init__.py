@@ -36,6 +36,21 @@ class DatasetFormatError(DataError):
         self.path, self.line = str(path), line
 
 
+def csv_rows(path: Path, header: str | None = None) -> Iterator[tuple[int, list[str]]]:
+    """(1-based line, row) of a CSV file, skipping blank rows and a first row starting with ``header``."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        for row in reader:
+            line = reader.line_num
+            if not "".join(row).strip():
+                continue
+            if line == 1 and header is not None and row[0].strip().lower() == header.lower():
+                continue
+            yield line, row
+
+
 def get_adapter(name: str) -> Callable[[Path], Iterator[Sample]]:
     key = name.lower().replace("-", "").replace("_", "")
     if key not in ADAPTERS:

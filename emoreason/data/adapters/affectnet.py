@@ -19,13 +19,12 @@ sample schema has no field for them. The automatically annotated lists and the 2
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from emoreason.data.adapters import DatasetFormatError
+from emoreason.data.adapters import DatasetFormatError, csv_rows
 from emoreason.data.schema import Sample
 
 logger = logging.getLogger(__name__)
@@ -71,27 +70,20 @@ def read(root: Path) -> Iterator[Sample]:
 
 def _read_list(path: Path, rel: str, split: str) -> Iterator[Sample]:
     skipped: Counter[str] = Counter()
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        for row in reader:
-            line = reader.line_num
-            if not "".join(row).strip():
-                continue
-            if line == 1 and row[0].strip() == COLUMNS[0]:
-                continue
-            expression = _check(path, line, row)
-            if expression in SKIPPED:
-                skipped[SKIPPED[expression]] += 1
-                continue
-            yield Sample(
-                dataset="affectnet",
-                media=f"Manually_Annotated_Images/{row[0].strip()}",
-                media_type="image",
-                labels=[EXPRESSIONS[expression]],
-                label_space="basic",
-                split=split,
-                provenance={"adapter": "affectnet", "file": rel, "line": line},
-            )
+    for line, row in csv_rows(path, header=COLUMNS[0]):
+        expression = _check(path, line, row)
+        if expression in SKIPPED:
+            skipped[SKIPPED[expression]] += 1
+            continue
+        yield Sample(
+            dataset="affectnet",
+            media=f"Manually_Annotated_Images/{row[0].strip()}",
+            media_type="image",
+            labels=[EXPRESSIONS[expression]],
+            label_space="basic",
+            split=split,
+            provenance={"adapter": "affectnet", "file": rel, "line": line},
+        )
     if skipped:
         counts = ", ".join(f"{name} {n}" for name, n in sorted(skipped.items()))
         logger.info("affectnet: skipped %d rows of %s without an emotion (%s)", sum(skipped.values()), rel, counts)

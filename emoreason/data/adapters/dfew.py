@@ -20,11 +20,10 @@ Uncertain: some copies rename the folders ``train``/``test`` (accepted), and som
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from emoreason.data.adapters import DatasetFormatError
+from emoreason.data.adapters import DatasetFormatError, csv_rows
 from emoreason.data.schema import Sample
 
 FOLDS = 5
@@ -60,31 +59,24 @@ def _fold_file(root: Path, fold: int) -> Path:
 def _read_fold(root: Path, fold: int, seen: dict[int, str]) -> Iterator[Sample]:
     path = _fold_file(root, fold)
     rel = path.relative_to(root).as_posix()
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        for row in reader:
-            line = reader.line_num
-            if not "".join(row).strip():
-                continue
-            if line == 1 and row[0].strip().lower() == "video_name":
-                continue
-            if len(row) != 2:
-                raise DatasetFormatError(path, line, f"expected 2 columns (video_name,label), got {len(row)}")
-            name, label = (cell.strip() for cell in row)
-            if not name.isdigit():
-                raise DatasetFormatError(path, line, f"video_name must be a clip number, got {name!r}")
-            if not label.isdigit() or int(label) not in LABELS:
-                raise DatasetFormatError(path, line, f"unknown label {label!r}; DFEW labels are 1-7")
-            clip = int(name)
-            if clip in seen:
-                raise DatasetFormatError(path, line, f"clip {clip} is also in the test list {seen[clip]}")
-            seen[clip] = rel
-            yield Sample(
-                dataset="dfew",
-                media=f"Clip/original/{clip}.mp4",
-                media_type="video",
-                labels=[LABELS[int(label)]],
-                label_space="basic",
-                split=f"fold{fold}",
-                provenance={"adapter": "dfew", "file": rel, "line": line},
-            )
+    for line, row in csv_rows(path, header="video_name"):
+        if len(row) != 2:
+            raise DatasetFormatError(path, line, f"expected 2 columns (video_name,label), got {len(row)}")
+        name, label = (cell.strip() for cell in row)
+        if not name.isdigit():
+            raise DatasetFormatError(path, line, f"video_name must be a clip number, got {name!r}")
+        if not label.isdigit() or int(label) not in LABELS:
+            raise DatasetFormatError(path, line, f"unknown label {label!r}; DFEW labels are 1-7")
+        clip = int(name)
+        if clip in seen:
+            raise DatasetFormatError(path, line, f"clip {clip} is also in the test list {seen[clip]}")
+        seen[clip] = rel
+        yield Sample(
+            dataset="dfew",
+            media=f"Clip/original/{clip}.mp4",
+            media_type="video",
+            labels=[LABELS[int(label)]],
+            label_space="basic",
+            split=f"fold{fold}",
+            provenance={"adapter": "dfew", "file": rel, "line": line},
+        )
