@@ -8,8 +8,8 @@ pretrained checkpoint of that family or from its config alone (random weights, f
 from __future__ import annotations
 
 from huggingface_hub.dataclasses import strict
-from transformers import AutoConfig
-from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
+from transformers import CONFIG_MAPPING, AutoConfig
+from transformers.configuration_utils import PreTrainedConfig
 
 from emoreason.au import AU_CODES, REGIONS
 
@@ -33,14 +33,12 @@ class EmoReasonConfig(PreTrainedConfig):
     """
 
     model_type = "emoreason"
-    sub_configs_defaults = {
-        "face_config": SubConfigSpec(
-            config_class=AutoConfig,
-            model_type="siglip_vision_model",
-            init_kwargs={"image_size": 224, "patch_size": 16},
-        ),
-        "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="whisper"),
-        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2"),
+    sub_configs = {"face_config": AutoConfig, "audio_config": AutoConfig, "text_config": AutoConfig}
+    # (model_type, defaults) of each sub-config when it is given as None or as a dict without a model_type
+    sub_config_defaults = {
+        "face_config": ("siglip_vision_model", {"image_size": 224, "patch_size": 16}),
+        "audio_config": ("whisper", {}),
+        "text_config": ("qwen2", {}),
     }
 
     face_config: dict | PreTrainedConfig | None = None
@@ -59,6 +57,15 @@ class EmoReasonConfig(PreTrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
+        # built here, not by transformers, so the config reads the same under transformers 5.19 (vLLM's pin) and 5.23
+        for name, (model_type, defaults) in self.sub_config_defaults.items():
+            value = getattr(self, name)
+            if value is None:
+                value = dict(defaults)
+            if isinstance(value, dict):
+                value = dict(value)
+                value = CONFIG_MAPPING[value.pop("model_type", model_type)](**value)
+            setattr(self, name, value)
         super().__post_init__(**kwargs)
         if self.au_codes is None:
             self.au_codes = list(AU_CODES)
