@@ -28,3 +28,9 @@ FACE_TOKEN = "<face>"
 AUDIO_TOKEN = "<audio>"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+# what a checkpoint tells vLLM: the model class (config.json "architectures") and the video loader
+# (video_preprocessor_config.json "video_processor_type"); see emoreason.serving
+ARCHITECTURE = "EmoReasonForConditionalGeneration"
+VIDEO_PROCESSOR_TYPE = "EmoReasonFaceCrops"
+VIDEO_PREPROCESSOR_FILE = "video_preprocessor_config.json"

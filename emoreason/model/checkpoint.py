@@ -6,6 +6,7 @@ Layout::
     model.safetensors        all base weights (towers, compressor, connectors, language model)
     lora/                    the language model's LoRA adapter (peft), when one is attached
     tokenizer.json, ...      tokenizer with its chat template, processor_config.json
+    video_preprocessor_config.json   names the face-crop video loader vLLM uses for this model
     README.md                model card
 
 The LoRA adapter touches only the language model, and the trained compressor and connectors live in
@@ -16,6 +17,7 @@ the adapter into the language model for serving without one.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from emoreason.constants import ARCHITECTURE, VIDEO_PREPROCESSOR_FILE, VIDEO_PROCESSOR_TYPE
 from emoreason.model.configuration import EmoReasonConfig
 from emoreason.model.modeling import EmoReasonForConditionalGeneration
 
@@ -92,7 +95,10 @@ def save_checkpoint(model: EmoReasonForConditionalGeneration, path: str | Path, 
     """Write config, base weights, the LoRA adapter (if any) and the processor to ``path``."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    model.config.architectures = [ARCHITECTURE]
     model.config.save_pretrained(path)
+    # tells vLLM to load this model's videos with emoreason's face-crop loader (emoreason.serving)
+    (path / VIDEO_PREPROCESSOR_FILE).write_text(json.dumps({"video_processor_type": VIDEO_PROCESSOR_TYPE}) + "\n")
     tensors = base_state_dict(model)
     # tied embeddings share storage; safetensors wants each tensor once
     seen: dict[int, str] = {}

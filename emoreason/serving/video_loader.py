@@ -1,0 +1,80 @@
+"""vLLM video loader ``emoreason``: video bytes in, aligned crops of the main face out.
+
+It runs the same code as the ``hf`` backend and training (``emoreason.face`` on frames decoded with decord,
+then :func:`emoreason.model.backend.main_face_crops`), so the server sees exactly the crops transformers would.
+Checkpoints name it in ``video_preprocessor_config.json`` (``video_processor_type``), which makes vLLM pick it
+for every ``video_url`` of that model without any flag.
+
+Limits come from ``--media-io-kwargs '{"video": {"max_video_s": 120, "max_video_mb": 64}}'``; a video over them,
+a corrupt file or a video with no detectable face raises ``ValueError``, which vLLM answers with HTTP 400.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from vllm.multimodal.video import VIDEO_LOADER_REGISTRY, VideoLoader
+
+from emoreason.constants import VIDEO_PROCESSOR_TYPE
+
+DEFAULT_MAX_VIDEO_S = 120.0
+DEFAULT_MAX_VIDEO_MB = 64.0
+DEFAULT_NUM_FRAMES = 16
+
+
+def face_crops_from_bytes(
+    data: bytes,
+    num_frames: int = DEFAULT_NUM_FRAMES,
+    max_video_s: float = DEFAULT_MAX_VIDEO_S,
+    max_video_mb: float = DEFAULT_MAX_VIDEO_MB,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Aligned crops ``[T, 224, 224, 3]`` uint8 of the main face at up to ``num_frames`` frames, and metadata.
+
+    Raises:
+        ValueError: empty, too large, too long or unreadable video, or no face in it (the message says which).
+    """
+    from emoreason.face.analyzer import FaceAnalyzer
+    from emoreason.io.errors import MediaError
+    from emoreason.io.video import probe_video
+    from emoreason.model.backend import main_face_crops
+
+    size_mb = len(data) / 2**20
+    if not data:
+        raise ValueError("the video is empty (0 bytes)")
+    if size_mb > max_video_mb:
+        raise ValueError(f"the video is {size_mb:.1f} MB; this server accepts at most {max_video_mb:g} MB")
+    with tempfile.TemporaryDirectory(prefix="emoreason-video-") as folder:
+        path = Path(folder) / "video.mp4"  # the container is sniffed from the bytes, not the suffix
+        path.write_bytes(data)
+        try:
+            info = probe_video(path)
+            if info.duration_s > max_video_s:
+                raise ValueError(
+                    f"the video lasts {info.duration_s:.1f} s; this server accepts at most {max_video_s:g} s"
+                )
+            analysis = FaceAnalyzer().analyze(path)
+            crops = main_face_crops(analysis, max(1, int(num_frames)))
+        except MediaError as exc:
+            raise ValueError(f"the video cannot be read: {str(exc).replace(str(path), 'video')}") from None
+    if crops is None:
+        raise ValueError(f"no face was found in the video ({analysis.frames_analyzed} frames analysed)")
+    metadata = {
+        "total_num_frames": info.num_frames,
+        "fps": info.fps,
+        "duration": info.duration_s,
+        "video_backend": "emoreason",
+        "frames_indices": list(range(len(crops))),
+        "do_sample_frames": False,
+    }
+    return crops, metadata
+
+
+@VIDEO_LOADER_REGISTRY.register("emoreason", video_processor=VIDEO_PROCESSOR_TYPE)
+class FaceCropVideoLoader(VideoLoader):
+    @classmethod
+    def load_bytes(cls, data: bytes, num_frames: int = -1, **kwargs) -> tuple[np.ndarray, dict[str, Any]]:
+        options = {k: float(kwargs[k]) for k in ("max_video_s", "max_video_mb") if k in kwargs}
+        return face_crops_from_bytes(data, num_frames if num_frames > 0 else DEFAULT_NUM_FRAMES, **options)
