@@ -19,7 +19,7 @@ from emoreason.report import EmotionReport, EmotionScore, Segment
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("rules", "hf")
+BACKENDS = ("rules", "hf", "vllm")
 
 
 def explain(
@@ -32,6 +32,8 @@ def explain(
     use_audio: bool = True,
     progress: Callable[[int, int], None] | None = None,
     analyzer: FaceAnalyzer | None = None,
+    server: str | None = None,
+    api_key: str | None = None,
 ) -> EmotionReport:
     """Explain the emotion a face shows in a video or image.
 
@@ -45,11 +47,16 @@ def explain(
         fps, max_frames, max_side: frame sampling (see :class:`FaceAnalyzer`).
         use_audio: read prosody cues from the audio track.
         progress: called as ``progress(done, total)`` per analysed frame.
+        server: URL of an emoreason vLLM server (``emoreason serve``): the ``vllm`` backend sends the video and
+            the measured evidence there (needs the ``openai`` package); ``model`` then names a served model
+            (default: the checkpoint's LoRA adapter when served, else its only model). ``api_key``: the
+            server's key (default ``$EMOREASON_API_KEY``).
     Returns:
         An :class:`EmotionReport`; ``faces_found == 0`` and ``emotion is None`` when no face is seen.
     Raises:
         MediaError: the file is missing, empty, unreadable or not an image/video.
         CheckpointError: ``model`` is not a complete emoreason checkpoint (the message names the file).
+        ServerError: the server cannot be reached or refuses the request.
 
     >>> report = emoreason.explain("clip.mp4")       # doctest: +SKIP
     >>> report.emotion.label, [a.code for a in report.aus]  # doctest: +SKIP
@@ -57,7 +64,15 @@ def explain(
     """
     analyzer = analyzer or FaceAnalyzer(fps=fps, max_frames=max_frames, max_side=max_side)
     explainer = None
-    if model is not None:  # load first: a bad checkpoint fails before minutes of video analysis
+    if server is not None:  # connect first: an unreachable server fails before minutes of video analysis
+        try:
+            from emoreason.serving.client import VLLMExplainer
+        except ImportError as exc:
+            raise ImportError(
+                f"the vllm backend needs the openai client: pip install 'emoreason[serve]' ({exc})"
+            ) from exc
+        explainer = VLLMExplainer(server, model=None if model is None else str(model), api_key=api_key)
+    elif model is not None:  # load first: a bad checkpoint fails before minutes of video analysis
         try:
             from emoreason.model.backend import load_explainer
         except ImportError as exc:

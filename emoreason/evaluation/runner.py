@@ -33,6 +33,7 @@ from emoreason.metrics import (
     hallucinated_aus,
     rate,
 )
+from emoreason.serving import ServerError
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +51,15 @@ class EvalConfig:
     fps: float = 8.0
     out: str = "results"
     train_data: str | None = None  # for the subject-independence check
+    server: str | None = None  # vllm backend: URL of an `emoreason serve` server (model = served name, optional)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {self.backend!r}")
         if self.backend == "hf" and not self.model:
             raise ValueError("backend 'hf' needs model= (a checkpoint directory)")
+        if (self.backend == "vllm") != (self.server is not None):
+            raise ValueError("backend 'vllm' needs server= (an `emoreason serve` URL), and only it takes one")
         if not Path(self.data).is_file():
             raise FileNotFoundError(f"data: {self.data} does not exist")
         if self.limit is not None and self.limit < 1:
@@ -72,6 +76,17 @@ def model_fingerprint(path: str | None) -> dict | None:
     return {"path": str(path), "sha256": digest.hexdigest()}
 
 
+def served_model(config: EvalConfig) -> dict:
+    """The served model of a vllm run, with the checkpoint's fingerprint when its path is readable here."""
+    from emoreason.serving.client import VLLMExplainer
+
+    info = VLLMExplainer(config.server, model=config.model).served_model()
+    checkpoint = info["root"] if info["parent"] is None else str(Path(info["root"] or "").parent)
+    if checkpoint and (Path(checkpoint) / "config.json").is_file():
+        info["checkpoint"] = model_fingerprint(checkpoint)
+    return info
+
+
 def run_dir(config: EvalConfig) -> Path:
     key = hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:8]
     return Path(config.out) / f"{config.benchmark}-{config.backend}-{key}"
@@ -85,8 +100,12 @@ def _predict(sample: Sample, config: EvalConfig) -> dict:
            "gold_aus": sample.au_dict(), "error": None}  # fmt: skip
     started = time.perf_counter()
     try:
-        report = explain(sample.media, model=config.model, fps=config.fps, use_audio=sample.media_type == "video")
-    except MediaError as exc:
+        report = explain(sample.media, model=config.model, fps=config.fps, use_audio=sample.media_type == "video",
+                         server=config.server)  # fmt: skip
+    except (MediaError, ServerError) as exc:
+        if isinstance(exc, ServerError) and exc.status is None:
+            raise  # the server is gone: stop here; finished samples are cached and a rerun resumes
+
         return row | {"pred_emotion": None, "confidence": None, "pred_aus": {}, "evidence_aus": {}, "valid": False,
                       "format_ok": False, "completion": None, "error": str(exc), "seconds": 0.0}  # fmt: skip
     completion = report.answer
@@ -121,7 +140,7 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
     predictions = [p for p in read_jsonl(folder / "predictions.jsonl") if p["id"] in wanted]
     results = {
         "emoreason_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "benchmark": config.benchmark, "backend": config.backend, "model": model_fingerprint(config.model),
+        "benchmark": config.benchmark, "backend": config.backend, "model": served_model(config) if config.server else model_fingerprint(config.model),
         "label_space": chosen[0].label_space,
         "data": {"path": config.data, "sha256": file_sha256(config.data), "rows": len(samples),
                  "evaluated": len(predictions), "split": config.split},

@@ -23,6 +23,7 @@ from emoreason.io.audio import load_audio
 from emoreason.io.errors import MediaError
 from emoreason.io.video import is_image, iter_video_frames, load_image
 from emoreason.model.tokenizer import IM_END
+from emoreason.prompt import textualize
 from emoreason.report import AUReport, EmotionReport, EmotionScore
 
 logger = logging.getLogger(__name__)
@@ -35,8 +36,49 @@ def load_explainer(path: str, device: str = "cpu") -> HFExplainer:
     return HFExplainer(path, device=device)
 
 
-class HFExplainer:
-    """Load a checkpoint once; explain many analyses with it."""
+class ModelExplainer:
+    """A checkpoint behind some runtime: explain analyses with it (subclasses say how to run the model)."""
+
+    backend = ""
+    path = ""
+
+    def complete(self, analysis: FaceAnalysis, waveform: np.ndarray | None, evidence: str | None) -> str:
+        """The model's completion for the main face of ``analysis`` (which has one)."""
+        raise NotImplementedError
+
+    def explain(self, analysis: FaceAnalysis, evidence: EmotionReport) -> EmotionReport:
+        """The model's report for an analysis; ``evidence`` is the rules backend's report of the same."""
+        started = time.perf_counter()
+        warnings = list(evidence.warnings)
+        if analysis.main_face().empty:  # no face: nothing for the model to look at, claim nothing
+            return _with(evidence, backend=self.backend, model=self.path, answer=None, timings=evidence.timings)
+        waveform = None
+        if analysis.media_type == "video" and evidence.audio and evidence.audio.get("has_audio"):
+            try:
+                waveform = load_audio(analysis.source).waveform
+            except MediaError as exc:
+                warnings.append(f"audio could not be read for the model ({exc})")
+        cues = (evidence.audio or {}).get("cues")
+        text = textualize(aus=evidence.aus, prosody_cues=cues)
+        completion = self.complete(analysis, waveform, text or None)
+        pred = parse_answer(completion)
+        emotion = None
+        if pred.valid:
+            alternatives = [{"label": label, "confidence": conf} for label, conf in pred.alternatives]
+            emotion = EmotionScore(pred.emotion, round(pred.confidence or 0.0, 3), alternatives)
+        else:
+            warnings.append(f"the model's answer could not be parsed ({pred.error}); no emotion claimed")
+        aus = [AUReport(a.code, round(a.intensity, 2), a.onset_s, a.apex_s, a.offset_s) for a in pred.aus]
+        timings = dict(evidence.timings, generate_s=round(time.perf_counter() - started, 4))
+        return _with(evidence, backend=self.backend, model=self.path, aus=aus, emotion=emotion, segments=[],
+                     reasoning=pred.reasoning or completion, answer=completion, warnings=warnings,
+                     timings=timings)  # fmt: skip
+
+
+class HFExplainer(ModelExplainer):
+    """Load a checkpoint once; explain many analyses with it in-process (transformers)."""
+
+    backend = "hf"
 
     def __init__(self, path: str | Path, device: str = "cpu", max_new_tokens: int = 384):
         from emoreason.model.checkpoint import load_checkpoint
@@ -63,35 +105,9 @@ class HFExplainer:
         )  # fmt: skip
         return self.processor.decode(ids[0])
 
-    def explain(self, analysis: FaceAnalysis, evidence: EmotionReport) -> EmotionReport:
-        """The model's report for an analysis; ``evidence`` is the rules backend's report of the same."""
-        started = time.perf_counter()
-        warnings = list(evidence.warnings)
-        crops = self.face_crops(analysis)
-        if crops is None:  # no face: nothing for the model to look at, claim nothing
-            return _with(evidence, backend="hf", model=self.path, answer=None, timings=evidence.timings)
-        waveform = None
-        if analysis.media_type == "video" and evidence.audio and evidence.audio.get("has_audio"):
-            try:
-                waveform = load_audio(analysis.source).waveform
-            except MediaError as exc:
-                warnings.append(f"audio could not be read for the model ({exc})")
-        cues = (evidence.audio or {}).get("cues")
-        text = self.processor.textualize(aus=evidence.aus, prosody_cues=cues)
+    def complete(self, analysis: FaceAnalysis, waveform: np.ndarray | None, evidence: str | None) -> str:
         with torch.inference_mode():
-            completion = self.generate(crops, waveform, text or None)
-        pred = parse_answer(completion)
-        emotion = None
-        if pred.valid:
-            alternatives = [{"label": label, "confidence": conf} for label, conf in pred.alternatives]
-            emotion = EmotionScore(pred.emotion, round(pred.confidence or 0.0, 3), alternatives)
-        else:
-            warnings.append(f"the model's answer could not be parsed ({pred.error}); no emotion claimed")
-        aus = [AUReport(a.code, round(a.intensity, 2), a.onset_s, a.apex_s, a.offset_s) for a in pred.aus]
-        timings = dict(evidence.timings, generate_s=round(time.perf_counter() - started, 4))
-        return _with(evidence, backend="hf", model=self.path, aus=aus, emotion=emotion, segments=[],
-                     reasoning=pred.reasoning or completion, answer=completion, warnings=warnings,
-                     timings=timings)  # fmt: skip
+            return self.generate(self.face_crops(analysis), waveform, evidence)
 
 
 def main_face_crops(analysis: FaceAnalysis, max_frames: int) -> np.ndarray | None:

@@ -11,32 +11,22 @@ present, so samples with and without audio batch together.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import jinja2
 import numpy as np
 import torch
 from PIL import Image
 from transformers import BatchFeature, PreTrainedTokenizerFast, WhisperFeatureExtractor
 
-from emoreason.au import AU_BY_CODE, EMOTIONS, intensity_letter, known_au
 from emoreason.constants import (
-    ANSWER_CLOSE,
-    ANSWER_OPEN,
     AUDIO_SAMPLE_RATE,
     AUDIO_TOKEN,
     FACE_TOKEN,
-    THINK_CLOSE,
-    THINK_OPEN,
 )
-from emoreason.model.tokenizer import TAG_TOKENS, read_template
+from emoreason.model.tokenizer import TAG_TOKENS
+from emoreason.prompt import SYSTEM_PROMPT, explain_messages, textualize
 
-SYSTEM_PROMPT = (
-    "You are an expert in the Facial Action Coding System (FACS). You explain which emotion a person's face, and "
-    "voice when given, shows: you name the Action Units you see with their intensity and timing, interpret them, "
-    "and conclude only what that evidence supports."
-)
 CONFIG_NAME = "processor_config.json"
 IGNORE_INDEX = -100  # label of positions the loss skips (prompt, padding)
 MEDIA_KEYS = ("pixel_values", "frame_mask", "input_features", "audio_mask")
@@ -79,9 +69,6 @@ class EmoReasonProcessor:
                 raise ValueError(f"the tokenizer has no single id for {token!r}; add it as an added token")
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token")
-        self._prompt = jinja2.Environment(
-            trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined
-        ).from_string(read_template("explain_prompt.jinja"))
 
     @classmethod
     def from_config(cls, tokenizer, config) -> EmoReasonProcessor:
@@ -132,33 +119,13 @@ class EmoReasonProcessor:
         # not AutoTokenizer: it would read config.json, whose model_type transformers does not know
         return cls(PreTrainedTokenizerFast.from_pretrained(str(path)), **kwargs)
 
-    @staticmethod
-    def textualize(aus: Iterable | None = None, prosody_cues: Iterable[str] | None = None) -> str:
-        """Measured evidence as text: a ``Face:`` line of AUs and a ``Voice:`` line of prosody cues ('' if none).
-
-        ``aus`` holds :class:`AUReport` objects or dicts with ``code``, ``intensity`` and optional
-        ``onset_s``/``apex_s``/``offset_s``; ``prosody_cues`` are strings (or a ``Prosody`` with ``.cues()``).
-        """
-        if callable(getattr(prosody_cues, "cues", None)):
-            prosody_cues = prosody_cues.cues()
-        parts = [_describe_au(au) for au in aus or ()]
-        cues = [str(cue).strip().rstrip(".") for cue in prosody_cues or ()]
-        lines = [f"{head}: {'; '.join(items)}." for head, items in (("Face", parts), ("Voice", cues)) if items]
-        return "\n".join(lines)
+    textualize = staticmethod(textualize)
 
     def build_messages(
         self, evidence: str | None = None, has_audio: bool = False, answer: str | None = None
     ) -> list[dict]:
         """System and user messages of an explain request, plus the assistant ``answer`` when given (SFT)."""
-        user = self._prompt.render(
-            face_token=FACE_TOKEN, audio_token=AUDIO_TOKEN, has_audio=has_audio, evidence=(evidence or "").strip(),
-            emotions=EMOTIONS, think_open=THINK_OPEN, think_close=THINK_CLOSE, answer_open=ANSWER_OPEN,
-            answer_close=ANSWER_CLOSE,
-        )  # fmt: skip
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
-        if answer is not None:
-            messages.append({"role": "assistant", "content": answer})
-        return messages
+        return explain_messages(evidence, has_audio, answer)
 
     def preprocess_faces(self, crops) -> tuple[torch.Tensor, torch.Tensor]:
         """Aligned face crops, uint8 [T, H, W, 3] (or None), to ([max_frames, 3, S, S] float32, [max_frames] bool).
@@ -307,22 +274,6 @@ def _pad(rows: list[torch.Tensor], value: int, side: str) -> torch.Tensor:
         else:
             out[i, out.shape[1] - len(row) :] = row
     return out
-
-
-def _describe_au(au) -> str:
-    """``AU12 (Lip Corner Puller) C 2.8 from 1.17 s, apex 1.92 s, offset 2.25 s`` for an AUReport or a dict."""
-    get = au.get if isinstance(au, dict) else lambda key, default=None: getattr(au, key, default)
-    code = known_au(get("code")) if isinstance(get("code"), (str, int)) else None
-    if code is None:
-        raise ValueError(f"unknown AU code {get('code')!r}; use one of emoreason.au.AU_CODES")
-    intensity = get("intensity")
-    if isinstance(intensity, bool) or not isinstance(intensity, (int, float)):
-        raise ValueError(f"{code}: intensity must be a number, got {intensity!r}")
-    level = intensity_letter(intensity)  # "-" below FACS "A": trace
-    text = f"{code} ({AU_BY_CODE[code].name}) {level + ' ' if level != '-' else 'trace '}{intensity:.1f}"
-    words = {"onset_s": "from", "apex_s": "apex", "offset_s": "offset"}
-    timing = [f"{word} {get(key):.2f} s" for key, word in words.items() if get(key) is not None]
-    return text + (" " + ", ".join(timing) if timing else "")
 
 
 __all__ = ["EmoReasonProcessor", "IGNORE_INDEX", "MEDIA_KEYS", "SYSTEM_PROMPT"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Iterator
-from importlib import resources
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -23,6 +22,7 @@ from transformers import PreTrainedTokenizerFast
 from emoreason.answer import AUClaim, render_answer
 from emoreason.au import ACTION_UNITS, AU_BY_CODE, EMOTION_SYNONYMS, LABEL_SPACES, PROTOTYPES, REGIONS, intensity_letter
 from emoreason.constants import ANSWER_CLOSE, ANSWER_OPEN, AUDIO_TOKEN, FACE_TOKEN, THINK_CLOSE, THINK_OPEN
+from emoreason.prompt import read_template
 
 PAD_TOKEN = "<|pad|>"
 EOS_TOKEN = "<|endoftext|>"
@@ -36,11 +36,6 @@ DEFAULT_MODEL_MAX_LENGTH = 4096
 
 _SEED = 0
 _NUM_ANSWERS = 800  # rendered answers in the corpus: enough for stable merges, ~0.5 MB of text
-
-
-def read_template(name: str) -> str:
-    """The text of a template shipped in ``emoreason/templates`` (package data)."""
-    return (resources.files("emoreason") / "templates" / name).read_text(encoding="utf-8")
 
 
 def train_tiny_tokenizer(

@@ -18,15 +18,12 @@ import os
 import sys
 from pathlib import Path
 
+from emoreason.serving import ServeError
 from emoreason.serving.video_loader import DEFAULT_MAX_VIDEO_MB, DEFAULT_MAX_VIDEO_S
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 LORA_SUFFIX = "-lora"
-
-
-class ServeError(ValueError):
-    """The checkpoint or an option cannot be served; the message says why."""
 
 
 def vllm_version() -> str:

@@ -11,6 +11,7 @@ a corrupt file or a video with no detectable face raises ``ValueError``, which v
 
 from __future__ import annotations
 
+import io
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def face_crops_from_bytes(
     """
     from emoreason.face.analyzer import FaceAnalyzer
     from emoreason.io.errors import MediaError
-    from emoreason.io.video import probe_video
+    from emoreason.io.video import VideoInfo, probe_video
     from emoreason.model.backend import main_face_crops
 
     size_mb = len(data) / 2**20
@@ -46,11 +47,13 @@ def face_crops_from_bytes(
         raise ValueError("the video is empty (0 bytes)")
     if size_mb > max_video_mb:
         raise ValueError(f"the video is {size_mb:.1f} MB; this server accepts at most {max_video_mb:g} MB")
+    still = _is_image(data)
     with tempfile.TemporaryDirectory(prefix="emoreason-video-") as folder:
-        path = Path(folder) / "video.mp4"  # the container is sniffed from the bytes, not the suffix
+        # a still image is analysed as one (one crop); a video's container is sniffed from its bytes
+        path = Path(folder) / ("image.png" if still else "video.mp4")
         path.write_bytes(data)
         try:
-            info = probe_video(path)
+            info = VideoInfo(str(path), 1, 0.0, 0.0, 0, 0) if still else probe_video(path)
             if info.duration_s > max_video_s:
                 raise ValueError(
                     f"the video lasts {info.duration_s:.1f} s; this server accepts at most {max_video_s:g} s"
@@ -70,6 +73,16 @@ def face_crops_from_bytes(
         "do_sample_frames": False,
     }
     return crops, metadata
+
+
+def _is_image(data: bytes) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format in {"JPEG", "PNG", "BMP", "WEBP", "TIFF"}
+    except (UnidentifiedImageError, OSError, ValueError):
+        return False
 
 
 @VIDEO_LOADER_REGISTRY.register("emoreason", video_processor=VIDEO_PROCESSOR_TYPE)
