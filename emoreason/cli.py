@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--config", type=Path, help="a suite YAML: several benchmarks, one summary")
     ev.add_argument("--out", type=Path, help="results folder (default results/) or, for 'report', the .md file")
     ev.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
-    train = sub.add_parser("train", help="train a checkpoint: `train sft --config recipe.yaml [overrides]`")
-    train.add_argument("stage", choices=("sft",), help="training stage")
+    train = sub.add_parser("train", help="train a checkpoint: `train sft|grpo --config recipe.yaml [overrides]`")
+    train.add_argument("stage", choices=("sft", "grpo"), help="training stage")
     train.add_argument("recipe_args", nargs=argparse.REMAINDER, help="--config FILE and TRL/recipe overrides")
     card = sub.add_parser("model-card", help="write a model card (README.md) into a checkpoint directory")
     card.add_argument("checkpoint", type=Path)
@@ -256,13 +256,18 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if "--config" not in args.recipe_args:
+        raise UsageError(f"usage: emoreason train {args.stage} --config RECIPE.yaml [--field value ...]")
     try:
-        from emoreason.train.sft import run_sft
+        import trl  # noqa: F401  (the trainers and the recipe parser)
+
+        if args.stage == "sft":
+            from emoreason.train.sft import run_sft as run
+        else:
+            from emoreason.train.grpo import run_grpo as run
     except ImportError as exc:
         raise ImportError(f"training needs the train extra: pip install 'emoreason[train]' ({exc})") from exc
-    if "--config" not in args.recipe_args:
-        raise UsageError("usage: emoreason train sft --config RECIPE.yaml [--field value ...]")
-    print(f"trained checkpoint written to {run_sft(args.recipe_args)}")
+    print(f"trained checkpoint written to {run(args.recipe_args)}")
     return 0
 
 

@@ -10,6 +10,7 @@ trl = pytest.importorskip("trl")
 from emoreason.data.jsonl import read_samples  # noqa: E402
 from emoreason.model.tiny import make_tiny_checkpoint  # noqa: E402
 from emoreason.toyfaces import make_toy_dataset  # noqa: E402
+from emoreason.train.recipe import RecipeError  # noqa: E402
 from emoreason.train.rollout import generate, score  # noqa: E402
 from emoreason.train.sft import SFTRecipe, build_trainer  # noqa: E402
 
@@ -53,10 +54,12 @@ def test_rollouts_are_scored_by_the_rewards(toy, tmp_path):
 
 
 def test_recipe_errors_name_the_field(toy, tmp_path):
-    with pytest.raises(FileNotFoundError, match="train_data"):
+    with pytest.raises(RecipeError, match="train_data"):
         SFTRecipe(model_path=str(toy[1]), train_data=str(tmp_path / "missing.jsonl"))
-    with pytest.raises(ValueError, match="crops"):
+    with pytest.raises(RecipeError, match="crops"):
         SFTRecipe(model_path=str(toy[1]), train_data=str(toy[0]), crops="whole")
+    with pytest.raises(RecipeError, match="au_loss_weight"):
+        SFTRecipe(model_path=str(toy[1]), train_data=str(toy[0]), au_loss_weight=-1)
 
 
 def test_cli_recipe_trains_resumes_and_saves(toy, tmp_path):

@@ -19,14 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emoreason.answer import render_answer
-from emoreason.au import AU_CODES
+from emoreason.answer import AUClaim, render_answer
+from emoreason.au import AU_CODES, intensity_letter
 from emoreason.data.schema import Sample
 from emoreason.io.errors import MediaError
 
 logger = logging.getLogger(__name__)
 
 CROP_MODES = ("detect", "frames")
+TARGET_STYLES = ("facs", "compact")  # the SFT target: the FACS reasoner's full chain of thought, or one line
 
 
 @dataclass
@@ -121,14 +122,24 @@ class MediaCache:
         return prepared
 
 
-def target_text(sample: Sample) -> str | None:
-    """The SFT target: the sample's rationale, else one the FACS reasoner renders from its labels."""
+def target_text(sample: Sample, style: str = "facs") -> str | None:
+    """The SFT target: the sample's rationale, else one written from its labels.
+
+    ``style="facs"``: the FACS reasoner's chain of thought (observations with timing, interpretation against the
+    prototypes, conclusion; 300-700 tokens). ``style="compact"``: one line naming the present AUs with their
+    intensity letters and the conclusion, and the same answer JSON (50-200 tokens), for small models and short
+    generation budgets. ``None`` when the sample has neither a rationale nor an emotion label.
+    """
     if sample.rationale:
         return sample.rationale
+    if style not in TARGET_STYLES:
+        raise ValueError(f"style: expected one of {TARGET_STYLES}, got {style!r}")
     import random
 
     from emoreason.data.synth import label_aus, rules_target, verify
 
+    if style == "compact":
+        return compact_target(sample, label_aus(sample))
     target = rules_target(sample, random.Random(sample.id), label_aus(sample))
     if target is not None and verify(target, sample) is None:
         return target
@@ -136,6 +147,16 @@ def target_text(sample: Sample) -> str | None:
         return None
     # no AU evidence that supports the label: an answer-only target still teaches the format and the label
     return render_answer("The AU evidence is not annotated for this clip.", sample.emotion, 1.0, [])
+
+
+def compact_target(sample: Sample, evidence: list) -> str | None:
+    """``<think>Observations: AU6 C, AU12 B. Conclusion: happiness.</think><answer>{...}</answer>`` from the
+    labelled AUs (``evidence``: AUReports) and the gold emotion; ``None`` without an emotion label."""
+    if sample.emotion is None:
+        return None
+    seen = ", ".join(f"{a.code} {intensity_letter(a.intensity)}" for a in evidence) or "no Action Unit active"
+    reasoning = f"Observations: {seen}. Conclusion: {sample.emotion}."
+    return render_answer(reasoning, sample.emotion, 1.0, [AUClaim(a.code, round(a.intensity, 1)) for a in evidence])
 
 
 def au_targets(sample: Sample) -> torch.Tensor:

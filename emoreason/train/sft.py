@@ -16,43 +16,29 @@ import torch
 
 from emoreason.data.jsonl import read_samples
 from emoreason.data.schema import Sample
-from emoreason.train.data import MediaCache, MediaConfig, au_targets, target_text
+from emoreason.train.data import MediaCache, au_targets, target_text
+from emoreason.train.recipe import RecipeError, TrainRecipe, last_checkpoint, load_model, load_processor_and_cache
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class SFTRecipe:
+class SFTRecipe(TrainRecipe):
     """What a run trains on and which parts learn (the trainer arguments are TRL's SFTConfig)."""
 
-    model_path: str = field(metadata={"help": "emoreason checkpoint directory to start from"})
-    train_data: str = field(metadata={"help": "sample rows (.jsonl) with labels and optional rationales"})
-    split: str | None = field(default="train", metadata={"help": "use rows of this split (None: all)"})
-    crops: str = field(default="detect", metadata={"help": "detect: align the main face; frames: frames are crops"})
-    evidence: bool = field(default=True, metadata={"help": "textualised AU/prosody evidence in the prompt"})
-    use_audio: bool = field(default=True, metadata={"help": "feed the audio track"})
-    fps: float = field(default=8.0, metadata={"help": "analysis frames per second"})
-    cache_dir: str = field(default=".cache/emoreason", metadata={"help": "preprocessed media cache"})
-    lora: bool = field(default=True, metadata={"help": "LoRA on the LM (False: train the whole LM)"})
-    lora_r: int = 16
-    lora_alpha: int = 32
     au_loss_weight: float = field(default=0.5, metadata={"help": "weight of the AU head's auxiliary loss"})
-    max_samples: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("model_path", "train_data"):
-            if not Path(getattr(self, name)).exists():
-                raise FileNotFoundError(f"{name}: {getattr(self, name)} does not exist")
-        MediaConfig(crops=self.crops)  # validates crops
+        super().__post_init__()
         if self.au_loss_weight < 0:
-            raise ValueError(f"au_loss_weight must be >= 0, got {self.au_loss_weight}")
+            raise RecipeError(f"au_loss_weight must be >= 0, got {self.au_loss_weight}")
 
 
 class Collator:
     """Rows -> a padded batch: cached media, prompt + target (only the assistant turn is a label), AU labels."""
 
-    def __init__(self, processor, cache: MediaCache):
-        self.processor, self.cache = processor, cache
+    def __init__(self, processor, cache: MediaCache, target: str = "facs"):
+        self.processor, self.cache, self.target = processor, cache, target
 
     def __call__(self, rows: list[dict]) -> dict:
         features, au_rows = [], []
@@ -60,7 +46,7 @@ class Collator:
             sample = Sample.from_dict(json.loads(row["row"]))
             prepared = self.cache.get(sample)  # filtered upfront, so never None here
             messages = self.processor.build_messages(prepared.evidence, has_audio=prepared.waveform is not None,
-                                                     answer=target_text(sample))  # fmt: skip
+                                                     answer=target_text(sample, self.target))  # fmt: skip
             features.append(self.processor(messages, faces=prepared.crops, audio=prepared.waveform,
                                            add_generation_prompt=False))  # fmt: skip
             au_rows.append(au_targets(sample))
@@ -92,7 +78,7 @@ def load_rows(recipe: SFTRecipe, cache: MediaCache) -> tuple[list[dict], dict]:
     for sample in read_samples(recipe.train_data):
         if recipe.split is not None and sample.split != recipe.split:
             skipped["split"] += 1
-        elif target_text(sample) is None:
+        elif target_text(sample, recipe.target) is None:
             skipped["no target"] += 1
         elif cache.get(sample) is None:
             skipped["unusable media"] += 1
@@ -101,7 +87,7 @@ def load_rows(recipe: SFTRecipe, cache: MediaCache) -> tuple[list[dict], dict]:
         if recipe.max_samples and len(rows) >= recipe.max_samples:
             break
     if not rows:
-        raise ValueError(f"{recipe.train_data}: no usable training rows ({skipped})")
+        raise RecipeError(f"train_data: {recipe.train_data} has no usable training rows ({skipped})")
     return rows, skipped
 
 
@@ -110,19 +96,9 @@ def build_trainer(recipe: SFTRecipe, args):
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from emoreason.model.checkpoint import apply_lora, has_lora, load_checkpoint
-    from emoreason.model.processor import EmoReasonProcessor
-
-    model = load_checkpoint(recipe.model_path, trainable=True)
+    model = load_model(recipe)
     model.config.au_loss_weight = recipe.au_loss_weight
-    if recipe.lora and not has_lora(model):
-        apply_lora(model, r=recipe.lora_r, alpha=recipe.lora_alpha)
-    elif not recipe.lora:
-        model.language_model.requires_grad_(True)
-    model.train()
-    processor = EmoReasonProcessor.from_pretrained(recipe.model_path)
-    cache = MediaCache(recipe.cache_dir, processor, MediaConfig(recipe.crops, recipe.fps, recipe.evidence,
-                                                                recipe.use_audio))  # fmt: skip
+    processor, cache = load_processor_and_cache(recipe)
     rows, skipped = load_rows(recipe, cache)
     logger.info("training on %d rows (skipped: %s)", len(rows), skipped)
     args.dataset_kwargs = {"skip_prepare_dataset": True}
@@ -130,7 +106,7 @@ def build_trainer(recipe: SFTRecipe, args):
     # rows travel as JSON text: Arrow would pad nested fields (provenance, aus) across rows
     dataset = Dataset.from_dict({"row": [json.dumps(r) for r in rows]})
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, data_collator=Collator(
-        processor, cache), processing_class=processor.tokenizer, compute_loss_func=lm_and_au_loss(
+        processor, cache, recipe.target), processing_class=processor.tokenizer, compute_loss_func=lm_and_au_loss(
         recipe.au_loss_weight))  # fmt: skip
     return trainer, processor, skipped
 
@@ -142,17 +118,13 @@ def run_sft(argv: list[str]) -> Path:
     file first, then command-line overrides). A run killed mid-way resumes from its last ``checkpoint-*``.
     Returns the final emoreason checkpoint directory (``<output_dir>/final``).
     """
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, TrlParser
 
     from emoreason.model.checkpoint import save_checkpoint
 
     recipe, args = TrlParser((SFTRecipe, SFTConfig)).parse_args_and_config(args=argv)
     trainer, processor, skipped = build_trainer(recipe, args)
-    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-    if last:
-        logger.info("resuming from %s", last)
-    trainer.train(resume_from_checkpoint=last)
+    trainer.train(resume_from_checkpoint=last_checkpoint(args.output_dir))
     final = save_checkpoint(trainer.model, Path(args.output_dir) / "final", processor=processor)
     (final / "training_data.json").write_text(
         json.dumps(

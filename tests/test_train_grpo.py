@@ -1,0 +1,134 @@
+"""GRPO through TRL's GRPOTrainer on the tiny checkpoint and toy face clips: media reach generation and the
+log-prob forward, recipes fail early with the field named, and a killed run resumes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+trl = pytest.importorskip("trl")
+
+from emoreason.cli import main  # noqa: E402
+from emoreason.model.tiny import make_tiny_checkpoint  # noqa: E402
+from emoreason.toyfaces import make_toy_dataset  # noqa: E402
+from emoreason.train import rewards  # noqa: E402
+from emoreason.train.grpo import GRPORecipe, build_trainer, load_rows  # noqa: E402
+from emoreason.train.recipe import RecipeError, load_processor_and_cache  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    return make_toy_dataset(root / "data", 16, seed=0, size=64), make_tiny_checkpoint(root / "tiny"), root
+
+
+def _recipe(toy, **kw) -> GRPORecipe:
+    data, checkpoint, root = toy
+    values = dict(model_path=str(checkpoint), train_data=str(data), crops="frames", evidence=False, use_audio=False,
+                  cache_dir=str(root / "cache"))  # fmt: skip
+    return GRPORecipe(**(values | kw))
+
+
+def _args(tmp_path, **kw):
+    values = dict(output_dir=str(tmp_path / "run"), max_steps=1, per_device_train_batch_size=4, num_generations=4,
+                  max_completion_length=12, use_cpu=True, bf16=False, report_to=[], save_strategy="no",
+                  learning_rate=1e-2, gradient_checkpointing=False, logging_steps=1)  # fmt: skip
+    return trl.GRPOConfig(**(values | kw))
+
+
+def test_grpo_step_changes_lora_and_face_path_not_towers(toy, tmp_path, monkeypatch):
+    # a random model's answers all score 0 on the real rewards (zero advantage, no update): a reward that varies
+    # across completions makes the step move the weights, through the face tokens the subclass feeds the forward
+    monkeypatch.setitem(rewards.REWARDS, "chars", lambda completions, **kw: [len(c) / 100 for c in completions])
+    trainer, _, skipped = build_trainer(_recipe(toy, reward_funcs=["format", "chars"]), _args(tmp_path))
+    assert skipped["split"] > 0  # test-split rows are not trained on
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    changed = {k for k, v in trainer.model.state_dict().items() if not torch.equal(before[k], v)}
+    assert any("lora_B" in k for k in changed)
+    assert any(k.startswith("face_connector.") for k in changed) and any(
+        k.startswith("face_compressor.") for k in changed
+    )
+    assert not any(k.startswith(("face_tower.", "audio_tower.")) or ".base_layer." in k for k in changed)
+    logged = trainer.state.log_history[0]
+    assert logged["rewards/format_reward/mean"] == 0.0 and logged["reward_std"] > 0
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"reward_funcs": ["format", "kindness"]}, "reward_funcs"),
+        ({"train_data": "missing.jsonl"}, "train_data"),
+        ({"label_space": "colours"}, "label_space"),
+        ({"crops": "whole"}, "crops"),
+        ({"target": "essay"}, "target"),
+    ],
+)
+def test_recipe_errors_name_the_field(toy, change, field):
+    with pytest.raises(RecipeError, match=field):
+        _recipe(toy, **change)
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [({"reward_weights": [1.0]}, "reward_weights"), ({"beta": 0.04}, "beta"), ({"reward_weights": [1.0, -1.0]},
+                                                                                 "reward_weights")],
+)  # fmt: skip
+def test_trainer_arguments_are_checked_at_start(toy, tmp_path, args, field):
+    with pytest.raises(RecipeError, match=field):
+        build_trainer(_recipe(toy, reward_funcs=["format", "emotion"]), _args(tmp_path, **args))
+
+
+def test_rows_in_another_label_space_or_with_unreadable_media(toy, tmp_path):
+    data, _, _ = toy
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    rows = [dict(r, media=str(data.parent / r["media"])) for r in rows]  # the copy lives elsewhere
+    broken = tmp_path / "toy.jsonl"
+    train = next(r for r in rows if r["split"] == "train")
+    extra = [dict(train, id="unreadable", media=str(tmp_path / "missing.mp4"))]
+    broken.write_text("".join(json.dumps(r) + "\n" for r in rows + extra))
+    recipe = _recipe(toy, train_data=str(broken))
+    kept, skipped = load_rows(recipe, load_processor_and_cache(recipe)[1])
+    assert skipped["unusable media"] == 1 and len(kept) == sum(r["split"] == "train" for r in rows)
+    broken.write_text("".join(json.dumps(r) + "\n" for r in [dict(train, label_space="mafw", labels=["anxiety"])]))
+    with pytest.raises(RecipeError, match="label_space"):
+        load_rows(recipe, load_processor_and_cache(recipe)[1])
+
+
+def test_cli_grpo_resumes_after_an_interrupted_run(toy, tmp_path, caplog, capsys):
+    data, checkpoint, root = toy
+    recipe = tmp_path / "grpo.yaml"
+    recipe.write_text(
+        f"model_path: {checkpoint}\ntrain_data: {data}\ncrops: frames\nevidence: false\nuse_audio: false\n"
+        f"cache_dir: {root / 'cache'}\nreward_funcs: [format, emotion, au_f1]\nreward_weights: [1.0, 1.0, 0.5]\n"
+        f"output_dir: {tmp_path / 'run'}\nmax_steps: 2\nsave_steps: 1\nlogging_steps: 1\n"
+        "per_device_train_batch_size: 4\nnum_generations: 4\nmax_completion_length: 8\ngradient_checkpointing: false\n"
+        "use_cpu: true\nbf16: false\nreport_to: none\n"
+    )
+    command = ["train", "grpo", "--config", str(recipe)]
+    assert main(command) == 0
+    run = tmp_path / "run"
+    step1 = json.loads((run / "checkpoint-1" / "trainer_state.json").read_text())["log_history"]
+    shutil.rmtree(run / "checkpoint-2")  # as if killed after the first checkpoint
+    shutil.rmtree(run / "final")
+    caplog.set_level(logging.INFO, logger="emoreason")
+    assert main(command) == 0
+    assert f"resuming from {run / 'checkpoint-1'}" in caplog.text
+    state = json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 and state["log_history"][0] == step1[0]  # step 1 was not trained again
+    used = json.loads((run / "final" / "training_data.json").read_text())
+    assert used["stage"] == "grpo" and used["rewards"] == {"format": 1.0, "emotion": 1.0, "au_f1": 0.5}
+    capsys.readouterr()
+    assert main(command + ["--reward_funcs", "format", "kindness"]) == 2
+    assert "reward_funcs" in capsys.readouterr().err
+
+
+def test_cli_train_needs_a_config():
+    process = subprocess.run([sys.executable, "-m", "emoreason.cli", "train", "grpo"], capture_output=True, text=True)
+    assert process.returncode == 2 and "--config" in process.stderr and "Traceback" not in process.stderr
