@@ -14,6 +14,7 @@ from pathlib import Path
 from emoreason.constants import DEFAULT_ANALYSIS_FPS, DEFAULT_MAX_FRAMES, DEFAULT_MAX_SIDE
 from emoreason.data import DataError
 from emoreason.io.errors import MediaError
+from emoreason.serving import ServeError, ServerError
 
 
 def _add_sampling(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     explain.add_argument("--no-audio", action="store_true", help="ignore the audio track")
     explain.add_argument("--model", help="an emoreason checkpoint directory (hf backend); default: FACS reasoner")
+    explain.add_argument("--server", help="URL of an `emoreason serve` server (vllm backend); --model then names a "
+                         "served model")  # fmt: skip
+    explain.add_argument("--api-key", help="the server's API key (default: $EMOREASON_API_KEY)")
     explain.add_argument("--html", type=Path, help="also write a self-contained visual report to this HTML file")
     analyze = sub.add_parser("analyze", help="per-frame table: time, face box, landmarks, AU intensities")
     _add_sampling(analyze)
@@ -72,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("report_args", nargs="*", help="'report RESULTS_DIR' to write a markdown report")
     ev.add_argument("--benchmark", help="benchmark name (for the results folder and published comparisons)")
     ev.add_argument("--data", help="benchmark samples (.jsonl from `emoreason data build`)")
-    ev.add_argument("--backend", default="rules", choices=("rules", "hf"), help="rules (default) or hf")
-    ev.add_argument("--model", help="checkpoint directory for the hf backend")
+    ev.add_argument("--backend", default="rules", choices=("rules", "hf", "vllm"), help="rules (default), hf, vllm")
+    ev.add_argument("--model", help="checkpoint directory (hf backend) or served model name (vllm backend)")
+    ev.add_argument("--server", help="URL of an `emoreason serve` server (vllm backend)")
     ev.add_argument("--split", default="test", help="evaluate rows of this split ('all' for every row)")
     ev.add_argument("--limit", type=int, help="evaluate at most this many samples")
     ev.add_argument("--train-data", help="training .jsonl, to check that no test subject was trained on")
@@ -83,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a checkpoint: `train sft|grpo --config recipe.yaml [overrides]`")
     train.add_argument("stage", choices=("sft", "grpo"), help="training stage")
     train.add_argument("recipe_args", nargs=argparse.REMAINDER, help="--config FILE and TRL/recipe overrides")
+    serve = sub.add_parser("serve", help="serve a checkpoint with vLLM's OpenAI-compatible server")
+    serve.add_argument("checkpoint", type=Path)
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: localhost only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", help="require this key (Authorization: Bearer ...) on every request")
+    serve.add_argument("--allowed-media-dir", type=Path, help="folder that file:// video URLs may read from "
+                       "(default: none; data: URLs always work)")  # fmt: skip
+    serve.add_argument("--max-video-s", type=float, default=120.0, help="longest video accepted, in seconds")
+    serve.add_argument("--max-video-mb", type=float, default=64.0, help="largest video accepted, in MB")
+    serve.add_argument("--served-model-name", help="model name clients use (default: the checkpoint folder's name)")
+    serve.add_argument("--dtype", default="auto", help="weights dtype: auto, float32, bfloat16, float16")
+    serve.epilog = "Options after `--` go to `vllm serve` unchanged."
     card = sub.add_parser("model-card", help="write a model card (README.md) into a checkpoint directory")
     card.add_argument("checkpoint", type=Path)
     card.add_argument("--results", type=Path, help="results folder of evaluations of this checkpoint")
@@ -125,6 +142,8 @@ def run_explain(args: argparse.Namespace) -> int:
             use_audio=not args.no_audio,
             model=args.model,
             progress=update,
+            server=args.server,
+            api_key=args.api_key,
         )
     finally:
         close()
@@ -239,6 +258,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     try:
         config = EvalConfig(benchmark=args.benchmark, data=args.data, backend=args.backend, model=args.model,
+                            server=args.server,
                             split=None if args.split == "all" else args.split, limit=args.limit,
                             out=str(args.out or "results"), train_data=args.train_data)  # fmt: skip
     except ValueError as exc:
@@ -252,6 +272,20 @@ def run_eval(args: argparse.Namespace) -> int:
     summary = {k: emotion.get(k) for k in ("n", "accuracy", "uar", "macro_f1")} | results["metrics"]["rates"]
     print(json.dumps(summary))
     print(f"results in {run_dir(config)}")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        from emoreason.serving.launcher import run_vllm, serve_args
+    except ImportError as exc:
+        raise ImportError(f"serving needs vLLM: bash scripts/setup.sh serve ({exc})") from exc
+    extra = getattr(args, "vllm_args", [])
+    argv = serve_args(args.checkpoint, host=args.host, port=args.port, api_key=args.api_key,
+                      allowed_media_dir=args.allowed_media_dir, max_video_s=args.max_video_s,
+                      max_video_mb=args.max_video_mb, served_name=args.served_model_name, dtype=args.dtype,
+                      extra=extra)  # fmt: skip
+    run_vllm(argv)
     return 0
 
 
@@ -283,13 +317,25 @@ class UsageError(ValueError):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if argv[:1] == ["serve"] and "--" in argv:  # `emoreason serve CKPT [options] -- [vllm serve options]`
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1 :]
     args = build_parser().parse_args(argv)
+    args.vllm_args = passthrough
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     runners = {"explain": run_explain, "analyze": run_analyze, "data": run_data, "synth": run_synth,
-               "eval": run_eval, "model-card": run_model_card, "train": run_train}  # fmt: skip
+               "eval": run_eval, "model-card": run_model_card, "train": run_train, "serve": run_serve}  # fmt: skip
     try:
         return runners[args.command](args)
-    except (MediaError, DataError, UsageError) as exc:  # the message says which file (and line) and why
+    except (
+        MediaError,
+        DataError,
+        UsageError,
+        ServerError,
+        ServeError,
+    ) as exc:  # the message says which file (and line) and why
         print(f"emoreason: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # an unwritable --csv path, an incomplete checkpoint directory

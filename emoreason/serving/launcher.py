@@ -43,6 +43,29 @@ def _version(name: str) -> str:
     return vllm_version() if name == "vllm" else _real_version(name)
 
 
+# Prepended to the checkpoint's chat template when serving: an explain request without a face video is refused
+# (HTTP 400) instead of being answered from the text alone.
+REQUIRE_FACE = (
+    "{%- set emoreason = namespace(face=false) -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' and message['content'] is string and '<face>' in message['content'] -%}"
+    "{%- set emoreason.face = true -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if not emoreason.face -%}"
+    "{{- raise_exception('an emoreason request needs a video of the face: add a video_url content part') -}}"
+    "{%- endif -%}"
+)
+
+
+def serving_chat_template(checkpoint: Path) -> str:
+    """The checkpoint's chat template with :data:`REQUIRE_FACE` in front."""
+    path = checkpoint / "chat_template.jinja"
+    if not path.is_file():
+        raise ServeError(f"{checkpoint} is not an emoreason checkpoint: chat_template.jinja is missing")
+    return REQUIRE_FACE + path.read_text(encoding="utf-8")
+
+
 def serve_args(
     checkpoint: str | Path,
     host: str = DEFAULT_HOST,
@@ -71,6 +94,7 @@ def serve_args(
     video = {"num_frames": int(config.get("max_frames", 16)), "max_video_s": max_video_s, "max_video_mb": max_video_mb}
     args = [str(path), "--host", host, "--port", str(port), "--served-model-name", name, "--dtype", dtype,
             "--limit-mm-per-prompt", json.dumps({"video": 1, "audio": 1}),
+            "--chat-template", serving_chat_template(path),
             "--media-io-kwargs", json.dumps({"video": video}),
             "--max-model-len", str(min(int(config.get("text_config", {}).get("max_position_embeddings", 4096)), 4096))]  # fmt: skip
     if allowed_media_dir is not None:

@@ -91,3 +91,25 @@ class FaceCropVideoLoader(VideoLoader):
     def load_bytes(cls, data: bytes, num_frames: int = -1, **kwargs) -> tuple[np.ndarray, dict[str, Any]]:
         options = {k: float(kwargs[k]) for k in ("max_video_s", "max_video_mb") if k in kwargs}
         return face_crops_from_bytes(data, num_frames if num_frames > 0 else DEFAULT_NUM_FRAMES, **options)
+
+
+def _file_errors_are_bad_requests() -> None:
+    """vLLM 0.32 opens ``file://`` videos itself and lets a missing file escape as ``FileNotFoundError``: HTTP 500
+    and a dropped connection. Turn that into the ``ValueError`` vLLM answers with 400 (same message style)."""
+    from vllm.multimodal.media.video import VideoMediaIO
+
+    load_file = VideoMediaIO.load_file
+    if getattr(load_file, "_emoreason", False):
+        return
+
+    def checked_load_file(self, filepath: Path):
+        try:
+            return load_file(self, filepath)
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            raise ValueError(f"the video file cannot be opened: {Path(filepath).name}: {exc.strerror}") from None
+
+    checked_load_file._emoreason = True
+    VideoMediaIO.load_file = checked_load_file
+
+
+_file_errors_are_bad_requests()
