@@ -85,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--config", type=Path, help="a suite YAML: several benchmarks, one summary")
     ev.add_argument("--out", type=Path, help="results folder (default results/) or, for 'report', the .md file")
     ev.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
-    train = sub.add_parser("train", help="train a checkpoint: `train sft|grpo --config recipe.yaml [overrides]`")
-    train.add_argument("stage", choices=("sft", "grpo"), help="training stage")
+    train = sub.add_parser("train", help="train a checkpoint: `train sft|grpo|self-improve --config recipe.yaml "
+                           "[overrides]`")  # fmt: skip
+    train.add_argument("stage", choices=("sft", "grpo", "self-improve"), help="training stage")
     train.add_argument("recipe_args", nargs=argparse.REMAINDER, help="--config FILE and TRL/recipe overrides")
     serve = sub.add_parser("serve", help="serve a checkpoint with vLLM's OpenAI-compatible server")
     serve.add_argument("checkpoint", type=Path)
@@ -297,8 +298,10 @@ def run_train(args: argparse.Namespace) -> int:
 
         if args.stage == "sft":
             from emoreason.train.sft import run_sft as run
-        else:
+        elif args.stage == "grpo":
             from emoreason.train.grpo import run_grpo as run
+        else:
+            from emoreason.train.self_improve import run_self_improve as run
     except ImportError as exc:
         raise ImportError(f"training needs the train extra: pip install 'emoreason[train]' ({exc})") from exc
     print(f"trained checkpoint written to {run(args.recipe_args)}")

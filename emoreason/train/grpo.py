@@ -21,7 +21,14 @@ from emoreason.au import LABEL_SPACES
 from emoreason.data.jsonl import read_samples
 from emoreason.data.schema import Sample
 from emoreason.model.processor import MEDIA_KEYS
-from emoreason.train.recipe import RecipeError, TrainRecipe, last_checkpoint, load_model, load_processor_and_cache
+from emoreason.train.recipe import (
+    RecipeError,
+    TrainRecipe,
+    last_checkpoint,
+    load_model,
+    load_processor_and_cache,
+    save_final,
+)
 from emoreason.train.rewards import REWARDS
 
 logger = logging.getLogger(__name__)
@@ -225,15 +232,15 @@ def run_grpo(argv: list[str]) -> Path:
     """
     from trl import GRPOConfig, TrlParser
 
-    from emoreason.model.checkpoint import save_checkpoint
-
     try:
         recipe, args = TrlParser((GRPORecipe, GRPOConfig)).parse_args_and_config(args=argv)
     except ValueError as exc:  # TRL's own argument checks (batch sizes, num_generations, ...)
         raise RecipeError(str(exc)) from exc
     trainer, processor, skipped = build_trainer(recipe, args)
     trainer.train(resume_from_checkpoint=last_checkpoint(args.output_dir))
-    final = save_checkpoint(trainer.model, Path(args.output_dir) / "final", processor=processor)
+    final = save_final(trainer, processor, Path(args.output_dir) / "final")
+    if not trainer.accelerator.is_main_process:
+        return final
     rewards = dict(zip(recipe.reward_funcs, args.reward_weights or [1.0] * len(recipe.reward_funcs)))
     (final / "training_data.json").write_text(
         json.dumps(

@@ -87,3 +87,28 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     if last:
         logger.info("resuming from %s", last)
     return last
+
+
+def save_final(trainer, processor, path: str | Path) -> Path:
+    """Write the trained model as an emoreason checkpoint from rank 0 (every rank must call this).
+
+    Under FSDP or DeepSpeed ZeRO-3 the weights are sharded: they are gathered into a full state dict first and
+    loaded into an unsharded copy of the model, which is what gets written.
+    """
+    from emoreason.model.checkpoint import apply_lora, has_lora, save_checkpoint
+
+    accelerator, path = trainer.accelerator, Path(path)
+    model = accelerator.unwrap_model(trainer.model_wrapped)
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        state = accelerator.get_state_dict(trainer.model_wrapped)  # full weights on rank 0
+        if accelerator.is_main_process:
+            full = type(model)(model.config)
+            if has_lora(model):
+                config = model.language_model.peft_config["default"]
+                apply_lora(full, r=config.r, alpha=config.lora_alpha, target_modules=tuple(config.target_modules))
+            full.load_state_dict(state)
+            model = full
+    if accelerator.is_main_process:
+        save_checkpoint(model, path, processor=processor)
+    accelerator.wait_for_everyone()
+    return path

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import torch
 
+from emoreason.constants import ANSWER_CLOSE
 from emoreason.data.schema import Sample
 from emoreason.metrics import rate
 from emoreason.model.tokenizer import IM_END
-from emoreason.train.data import MediaCache
-from emoreason.train.rewards import REWARDS
+from emoreason.train.data import MediaCache, MediaConfig
+from emoreason.train.rewards import REWARDS, total_reward
 
 
 @dataclass
@@ -42,7 +43,8 @@ def generate(model, processor, cache: MediaCache, samples: list[Sample], num_sam
                                         "input_features", "audio_mask")}  # fmt: skip
         sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
         ids = model.generate(**inputs, max_new_tokens=max_new_tokens, eos_token_id=stop,
-                             pad_token_id=tokenizer.pad_token_id, **sampling)  # fmt: skip
+                             pad_token_id=tokenizer.pad_token_id, **sampling,
+                             suppress_tokens=[processor.face_token_id, processor.audio_token_id])  # fmt: skip
         texts = processor.decode(ids)
         rollouts += [Rollout(sample, text) for (sample, _), text in zip(chunk, texts)]
     return rollouts
@@ -59,3 +61,26 @@ def score(
         "aus": [[a.__dict__ for a in r.sample.aus] for r in rollouts],
     }
     return {name: rate(REWARDS[name](completions, **columns)) for name in rewards}
+
+
+def evaluate(model_path: str, samples: list[Sample], cache_dir: str, media: MediaConfig,
+             weights: dict[str, float], max_new_tokens: int = 256, batch_size: int = 16) -> dict:  # fmt: skip
+    """Greedy answers of a checkpoint on ``samples``: each reward's mean, the mean weighted total reward
+    (:func:`~emoreason.train.rewards.total_reward`), the share of answers cut at ``max_new_tokens``, and the time."""
+    import time
+
+    from emoreason.model.checkpoint import load_checkpoint
+    from emoreason.model.processor import EmoReasonProcessor
+
+    model, processor = load_checkpoint(model_path), EmoReasonProcessor.from_pretrained(model_path)
+    start = time.perf_counter()
+    rollouts = generate(model, processor, MediaCache(cache_dir, processor, media), samples, batch_size=batch_size,
+                        max_new_tokens=max_new_tokens)  # fmt: skip
+    columns = [{"labels": r.sample.labels, "label_space": r.sample.label_space,
+                "aus": [a.__dict__ for a in r.sample.aus]} for r in rollouts]  # fmt: skip
+    totals = [total_reward(r.completion, row, weights) for r, row in zip(rollouts, columns)]
+    unfinished = [ANSWER_CLOSE not in r.completion for r in rollouts]
+    return score(rollouts, tuple(weights)) | {
+        "reward": rate(totals), "unfinished": rate(unfinished), "n": len(rollouts),
+        "seconds": time.perf_counter() - start, "examples": [r.completion for r in rollouts[:2]],
+    }  # fmt: skip

@@ -17,7 +17,14 @@ import torch
 from emoreason.data.jsonl import read_samples
 from emoreason.data.schema import Sample
 from emoreason.train.data import MediaCache, au_targets, target_text
-from emoreason.train.recipe import RecipeError, TrainRecipe, last_checkpoint, load_model, load_processor_and_cache
+from emoreason.train.recipe import (
+    RecipeError,
+    TrainRecipe,
+    last_checkpoint,
+    load_model,
+    load_processor_and_cache,
+    save_final,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -120,15 +127,24 @@ def run_sft(argv: list[str]) -> Path:
     """
     from trl import SFTConfig, TrlParser
 
-    from emoreason.model.checkpoint import save_checkpoint
+    try:
+        recipe, args = TrlParser((SFTRecipe, SFTConfig)).parse_args_and_config(args=argv)
+    except ValueError as exc:  # TRL's own argument checks
+        raise RecipeError(str(exc)) from exc
+    return run_sft_with(recipe, args)
 
-    recipe, args = TrlParser((SFTRecipe, SFTConfig)).parse_args_and_config(args=argv)
+
+def run_sft_with(recipe: SFTRecipe, args) -> Path:
+    """Train ``recipe`` with the ``SFTConfig`` ``args``, resuming from the last checkpoint; save ``final``."""
     trainer, processor, skipped = build_trainer(recipe, args)
     trainer.train(resume_from_checkpoint=last_checkpoint(args.output_dir))
-    final = save_checkpoint(trainer.model, Path(args.output_dir) / "final", processor=processor)
+    final = save_final(trainer, processor, Path(args.output_dir) / "final")
+    if not trainer.accelerator.is_main_process:
+        return final
     (final / "training_data.json").write_text(
         json.dumps(
             {
+                "stage": "sft",
                 "train_data": recipe.train_data,
                 "split": recipe.split,
                 "rows_used": len(trainer.train_dataset),

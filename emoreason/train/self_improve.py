@@ -1,0 +1,177 @@
+"""Self-improvement (Facial-R1 stage 3): sample from the current model, keep what the rewards verify, retrain.
+
+One round: (1) sample ``num_samples`` completions for each training clip from the current checkpoint and score
+each with :func:`~emoreason.train.rewards.total_reward` (``candidates.jsonl``, resumable: a killed run continues
+without sampling a clip twice); (2) :func:`~emoreason.data.rounds.merge_round` keeps the candidates that reach
+``threshold`` and pass the synthesis checks, and writes them after the training rows with their provenance
+(source sample, model, round, reward) plus a manifest; (3) SFT from the current checkpoint on the merged data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from emoreason.data.jsonl import ResumableWriter, read_jsonl, read_samples
+from emoreason.data.schema import Sample
+from emoreason.train.recipe import RecipeError
+from emoreason.train.rewards import REWARDS, total_reward
+from emoreason.train.sft import SFTRecipe
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SelfImproveRecipe(SFTRecipe):
+    """An SFT recipe (the retraining) plus how candidates are sampled and filtered; ``model_path`` is the
+    current model, which both samples and is retrained."""
+
+    round_index: int = field(default=1, metadata={"help": "round number, recorded in each kept row's provenance"})
+    num_samples: int = field(default=4, metadata={"help": "completions sampled per training clip"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
+    max_new_tokens: int = field(default=256, metadata={"help": "longest completion sampled"})
+    sample_batch_size: int = 16
+    threshold: float = field(default=0.9, metadata={"help": "keep candidates whose total reward reaches this"})
+    reward_funcs: list[str] = field(default_factory=lambda: ["format", "emotion", "au_f1", "facs_consistency"])
+    reward_weights: list[float] | None = field(default=None, metadata={"help": "one per reward (default: all 1)"})
+    round_dir: str | None = field(default=None, metadata={"help": "candidates and merged data (default: "
+                                                                  "<output_dir>/data)"})  # fmt: skip
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [name for name in self.reward_funcs if name not in REWARDS]
+        if unknown or not self.reward_funcs:
+            raise RecipeError(f"reward_funcs: unknown reward(s) {unknown or '(none given)'}; "
+                              f"known rewards: {sorted(REWARDS)}")  # fmt: skip
+        weights = self.reward_weights or [1.0] * len(self.reward_funcs)
+        if len(weights) != len(self.reward_funcs) or not all(0 <= w < float("inf") for w in weights):
+            raise RecipeError(f"reward_weights: need {len(self.reward_funcs)} finite weights >= 0 (one per "
+                              f"reward_funcs entry), got {self.reward_weights}")  # fmt: skip
+        if self.num_samples < 1 or self.max_new_tokens < 1 or self.temperature <= 0:
+            raise RecipeError(f"num_samples and max_new_tokens must be >= 1 and temperature > 0, got "
+                              f"{self.num_samples}, {self.max_new_tokens}, {self.temperature}")  # fmt: skip
+        if not 0 <= self.threshold <= 1:
+            raise RecipeError(f"threshold: the total reward is a weighted mean in [0, 1], got {self.threshold}")
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return dict(zip(self.reward_funcs, self.reward_weights or [1.0] * len(self.reward_funcs)))
+
+
+def reward_columns(sample: Sample) -> dict:
+    """The dataset columns the rewards read, for one sample (as the GRPO dataset has them)."""
+    aus = [{"code": a.code, "intensity": a.intensity} for a in sample.aus]
+    return {"labels": sample.labels, "label_space": sample.label_space, "aus": aus}
+
+
+def sample_candidates(recipe: SelfImproveRecipe, out: str | Path, seed: int = 0) -> dict:
+    """Write ``num_samples`` scored completions per training clip of ``recipe`` to ``out``; returns counts.
+
+    Rows are the sample (media as an absolute path) plus ``completion``, ``reward`` and ``model``, with id
+    ``<sample id>#s<k>``. A killed run resumes: clips whose candidates are all written are not sampled again.
+    """
+    from emoreason.model.checkpoint import load_checkpoint
+    from emoreason.train.recipe import load_processor_and_cache
+    from emoreason.train.rollout import generate
+
+    model = load_checkpoint(recipe.model_path)
+    processor, cache = load_processor_and_cache(recipe)
+    samples = [s for s in read_samples(recipe.train_data) if recipe.split is None or s.split == recipe.split]
+    samples = [s for s in samples if s.labels][: recipe.max_samples]
+    counts = {"clips": len(samples), "sampled": 0, "already_done": 0, "unusable media": 0}
+    with ResumableWriter(out) as writer:
+        todo = [s for s in samples if not all(f"{s.id}#s{k}" in writer.done for k in range(recipe.num_samples))]
+        counts["already_done"] = len(samples) - len(todo)
+        for start in range(0, len(todo), recipe.sample_batch_size):
+            chunk = todo[start : start + recipe.sample_batch_size]
+            torch.manual_seed(seed + recipe.round_index * 1_000_003 + start)
+            rollouts = generate(model, processor, cache, chunk, num_samples=recipe.num_samples,
+                                batch_size=recipe.sample_batch_size * recipe.num_samples,
+                                max_new_tokens=recipe.max_new_tokens, temperature=recipe.temperature)  # fmt: skip
+            counts["unusable media"] += len(chunk) - len(rollouts) // recipe.num_samples
+            for k, rollout in enumerate(rollouts):
+                sample = rollout.sample
+                reward = total_reward(rollout.completion, reward_columns(sample), recipe.weights)
+                row = sample.to_dict() | {"id": f"{sample.id}#s{k % recipe.num_samples}",
+                                          "completion": rollout.completion, "reward": round(reward, 4),
+                                          "model": str(recipe.model_path)}  # fmt: skip
+                counts["sampled"] += writer.write(row)
+    return counts
+
+
+def _absolute_rows(train_data: str | Path, out: Path) -> Path:
+    """The training rows with absolute media paths, so the merged file may live in another folder."""
+    with ResumableWriter(out, overwrite=True) as writer:
+        for sample in read_samples(train_data):
+            writer.write(sample.to_dict())
+    return out
+
+
+def _merge_input(candidates: Path, out: Path) -> Path:
+    """The candidates as :func:`merge_round` reads them: each row under its source sample's id (the ``#s<k>``
+    suffix only keeps the draws apart in the resumable file; merge_round tells them apart by completion)."""
+    import os
+    import re
+
+    rows = [row | {"id": re.sub(r"#s\d+$", "", row["id"])} for row in read_jsonl(candidates)]
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    os.replace(partial, out)
+    return out
+
+
+def merge_candidates(train_data: str | Path, candidates: str | Path, merged: str | Path, round_index: int,
+                     threshold: float) -> dict:  # fmt: skip
+    """:func:`merge_round` of candidates written by :func:`sample_candidates`; the merged file may live in another
+    folder than ``train_data`` (media paths are made absolute). Returns the manifest."""
+    from emoreason.data.rounds import merge_round
+
+    merged = Path(merged)
+    train = _absolute_rows(train_data, merged.with_name(merged.stem + "_base_rows.jsonl"))
+    by_source = _merge_input(Path(candidates), merged.with_name(merged.stem + "_candidates_by_source.jsonl"))
+    return merge_round(train, by_source, merged, round_index, threshold)
+
+
+def run_round(recipe: SelfImproveRecipe, args) -> dict:
+    """Sample, filter and merge (steps 1-2); returns the merge manifest with the sampling counts."""
+    round_dir = Path(recipe.round_dir or Path(args.output_dir) / "data")
+    round_dir.mkdir(parents=True, exist_ok=True)
+    candidates = round_dir / f"round{recipe.round_index}_candidates.jsonl"
+    counts = sample_candidates(recipe, candidates, seed=args.seed)
+    merged = round_dir / f"round{recipe.round_index}_train.jsonl"
+    manifest = merge_candidates(recipe.train_data, candidates, merged, recipe.round_index, recipe.threshold)
+    manifest["sampling"] = counts
+    Path(str(merged) + ".manifest.json").write_text(json.dumps(manifest, indent=2))
+    logger.info("round %d: %d candidates kept of %s", recipe.round_index, manifest["added"], counts)
+    return manifest
+
+
+def run_self_improve(argv: list[str]) -> Path:
+    """``emoreason train self-improve --config recipe.yaml [--field value ...]``: one round, then SFT.
+
+    The YAML holds the :class:`SelfImproveRecipe` fields and TRL's ``SFTConfig`` arguments for the retraining.
+    Every step resumes after a kill: sampling (by candidate id), merging (rewritten whole), SFT (checkpoints).
+    Returns the retrained checkpoint directory (``<output_dir>/final``).
+    """
+    from dataclasses import replace
+
+    from trl import SFTConfig, TrlParser
+
+    from emoreason.train.sft import run_sft_with
+
+    try:
+        recipe, args = TrlParser((SelfImproveRecipe, SFTConfig)).parse_args_and_config(args=argv)
+    except ValueError as exc:  # TRL's own argument checks
+        raise RecipeError(str(exc)) from exc
+    manifest = run_round(recipe, args)
+    if manifest["added"] == 0:
+        raise RecipeError(f"threshold: no candidate reached {recipe.threshold} (dropped: {manifest['dropped']}); "
+                          "lower it, sample more (num_samples) or train the model further first")  # fmt: skip
+    sft = SFTRecipe(**{k: v for k, v in recipe.__dict__.items() if k in SFTRecipe.__dataclass_fields__})
+    final = run_sft_with(replace(sft, train_data=manifest["out"]["path"]), args)
+    (final / "self_improve.json").write_text(json.dumps(manifest, indent=2))
+    return final
