@@ -37,7 +37,7 @@ from emoreason.serving import ServerError
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("rules", "hf")
+BACKENDS = ("rules", "hf", "vllm")
 
 
 @dataclass

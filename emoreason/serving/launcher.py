@@ -95,6 +95,8 @@ def serve_args(
     args = [str(path), "--host", host, "--port", str(port), "--served-model-name", name, "--dtype", dtype,
             "--limit-mm-per-prompt", json.dumps({"video": 1, "audio": 1}),
             "--chat-template", serving_chat_template(path),
+            # compact JSON under response_format: a weak model cannot loop on whitespace until max_tokens
+            "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
             "--media-io-kwargs", json.dumps({"video": video}),
             "--max-model-len", str(min(int(config.get("text_config", {}).get("max_position_embeddings", 4096)), 4096))]  # fmt: skip
     if allowed_media_dir is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ from emoreason.constants import VIDEO_PROCESSOR_TYPE
 DEFAULT_MAX_VIDEO_S = 120.0
 DEFAULT_MAX_VIDEO_MB = 64.0
 DEFAULT_NUM_FRAMES = 16
+# vLLM loads media in a thread pool; dlib's detector and landmark model are not safe to run from several threads
+# at once (the API server died with 4 concurrent videos). One analysis at a time per server process: it is CPU
+# bound, so little is lost.
+_ANALYSIS_LOCK = threading.Lock()
 
 
 def face_crops_from_bytes(
@@ -58,8 +63,9 @@ def face_crops_from_bytes(
                 raise ValueError(
                     f"the video lasts {info.duration_s:.1f} s; this server accepts at most {max_video_s:g} s"
                 )
-            analysis = FaceAnalyzer().analyze(path)
-            crops = main_face_crops(analysis, max(1, int(num_frames)))
+            with _ANALYSIS_LOCK:
+                analysis = FaceAnalyzer().analyze(path)
+                crops = main_face_crops(analysis, max(1, int(num_frames)))
         except MediaError as exc:
             raise ValueError(f"the video cannot be read: {str(exc).replace(str(path), 'video')}") from None
     if crops is None:
