@@ -311,3 +311,30 @@ def test_serve_refuses_a_folder_that_is_not_a_checkpoint(tmp_path):
     out = subprocess.run([sys.executable, "-m", "emoreason.cli", "serve", str(tmp_path)], capture_output=True,
                          text=True, timeout=120)  # fmt: skip
     assert out.returncode == 2 and "config.json is missing" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_serve_args_carry_the_adapter_limits_and_face_check(checkpoint):
+    from emoreason.serving import ServeError
+    from emoreason.serving.launcher import REQUIRE_FACE, serve_args
+
+    args = serve_args(checkpoint, max_video_s=5, max_video_mb=2)
+    assert args[:2] == ["serve", str(checkpoint.resolve())]
+    assert args[args.index("--host") + 1] == "127.0.0.1"
+    assert json.loads(args[args.index("--lora-modules") + 1])["name"] == NAME + "-lora"
+    video = json.loads(args[args.index("--media-io-kwargs") + 1])["video"]
+    assert video == {"num_frames": 8, "max_video_s": 5, "max_video_mb": 2}
+    assert args[args.index("--chat-template") + 1].startswith(REQUIRE_FACE)
+    with pytest.raises(ServeError, match="max_video_s"):
+        serve_args(checkpoint, max_video_s=0)
+
+
+def test_serve_explains_an_old_checkpoint(checkpoint, tmp_path):
+    import shutil
+
+    from emoreason.serving import ServeError
+    from emoreason.serving.launcher import serve_args
+
+    old = Path(shutil.copytree(checkpoint, tmp_path / "old"))
+    (old / "video_preprocessor_config.json").unlink()
+    with pytest.raises(ServeError, match="older emoreason"):
+        serve_args(old)

@@ -18,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+from emoreason.constants import ARCHITECTURE, VIDEO_PREPROCESSOR_FILE
 from emoreason.serving import ServeError
 from emoreason.serving.video_loader import DEFAULT_MAX_VIDEO_MB, DEFAULT_MAX_VIDEO_S
 
@@ -87,6 +88,9 @@ def serve_args(
     config = json.loads(config_file.read_text(encoding="utf-8"))
     if config.get("model_type") != "emoreason":
         raise ServeError(f"{config_file}: model_type is {config.get('model_type')!r}, not 'emoreason'")
+    if ARCHITECTURE not in (config.get("architectures") or []) or not (path / VIDEO_PREPROCESSOR_FILE).is_file():
+        raise ServeError(f"{path} was saved by an older emoreason: load it and save it again "
+                         f"(emoreason.model.save_checkpoint) to add what vLLM reads")  # fmt: skip
     if max_video_s <= 0 or max_video_mb <= 0 or not 0 < port < 65536:
         raise ServeError(f"need max_video_s > 0, max_video_mb > 0 and a port in 1..65535, got "
                          f"{max_video_s}, {max_video_mb}, {port}")  # fmt: skip
