@@ -1,7 +1,7 @@
 """Does training learn? SFT, then GRPO, then one self-improvement round on the toy faces, from a random checkpoint.
 
     python scripts/bench_learning.py [--out results/bench_learning] [--clips 400] [--sft-steps 600]
-                                     [--grpo-steps 30] [--si-steps 100]
+                                     [--grpo-steps 40] [--si-steps 100]
 
 Runs the toyfaces recipes (scripts/recipes/toyfaces/) as `emoreason train ...` does, with paths and step counts
 overridden, on CPU, from a tiny random-weight checkpoint whose LM is trained whole. Each stage is scored on the
@@ -55,7 +55,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("results/bench_learning"))
     parser.add_argument("--clips", type=int, default=400, help="toy clips (80%% train, 20%% held-out test)")
     parser.add_argument("--sft-steps", type=int, default=600)
-    parser.add_argument("--grpo-steps", type=int, default=30)
+    parser.add_argument("--grpo-steps", type=int, default=40)
     parser.add_argument("--si-steps", type=int, default=100)
     args = parser.parse_args()
     start, out = time.perf_counter(), args.out
