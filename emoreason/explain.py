@@ -66,12 +66,12 @@ def explain(
     explainer = None
     if server is not None:  # connect first: an unreachable server fails before minutes of video analysis
         try:
-            from emoreason.serving.client import VLLMExplainer
+            from emoreason.serving.client import connect
         except ImportError as exc:
             raise ImportError(
                 f"the vllm backend needs the openai client: pip install 'emoreason[serve]' ({exc})"
             ) from exc
-        explainer = VLLMExplainer(server, model=None if model is None else str(model), api_key=api_key)
+        explainer = connect(server, None if model is None else str(model), api_key)
     elif model is not None:  # load first: a bad checkpoint fails before minutes of video analysis
         try:
             from emoreason.model.backend import load_explainer

@@ -9,19 +9,8 @@ checkpoint. A run killed mid-way resumes from its last checkpoint.
 
 import sys
 
-from emoreason.data import DataError
 from emoreason.train.grpo import run_grpo
-
-
-def main() -> int:
-    try:
-        final = run_grpo(sys.argv[1:])
-    except (DataError, OSError) as exc:  # a recipe mistake: one line, no traceback
-        print(f"train_grpo: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"trained checkpoint written to {final}")
-    return 0
-
+from emoreason.train.recipe import script_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(run_grpo, "train_grpo"))

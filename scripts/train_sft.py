@@ -8,19 +8,8 @@ Same recipe and overrides as `emoreason train sft`; rank 0 writes the final chec
 
 import sys
 
-from emoreason.data import DataError
+from emoreason.train.recipe import script_main
 from emoreason.train.sft import run_sft
 
-
-def main() -> int:
-    try:
-        final = run_sft(sys.argv[1:])
-    except (DataError, OSError) as exc:  # a recipe mistake: one line, no traceback
-        print(f"train_sft: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"trained checkpoint written to {final}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(run_sft, "train_sft"))

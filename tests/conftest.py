@@ -90,3 +90,13 @@ def bad_files(media_dir, smile_video, smile_frames):
         "truncated": truncated,
         "truncated_faststart": cut,
     }
+
+
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory):
+    """Training tests' data: 16 toy face clips (train/test split by person), a tiny checkpoint, a scratch root."""
+    from emoreason.model.tiny import make_tiny_checkpoint
+    from emoreason.toyfaces import make_toy_dataset
+
+    root = tmp_path_factory.mktemp("toy")
+    return make_toy_dataset(root / "data", 16, seed=0, size=64), make_tiny_checkpoint(root / "tiny"), root

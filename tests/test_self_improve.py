@@ -12,18 +12,10 @@ trl = pytest.importorskip("trl")
 
 from emoreason.cli import main  # noqa: E402
 from emoreason.data.jsonl import read_jsonl  # noqa: E402
-from emoreason.model.tiny import make_tiny_checkpoint  # noqa: E402
-from emoreason.toyfaces import make_toy_dataset  # noqa: E402
 from emoreason.train import rollout  # noqa: E402
 from emoreason.train.data import target_text  # noqa: E402
 from emoreason.train.recipe import RecipeError  # noqa: E402
 from emoreason.train.self_improve import SelfImproveRecipe, run_round, sample_candidates  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy")
-    return make_toy_dataset(root / "data", 16, seed=0, size=64), make_tiny_checkpoint(root / "tiny"), root
 
 
 def _recipe(toy, **kw) -> SelfImproveRecipe:

@@ -15,17 +15,9 @@ torch = pytest.importorskip("torch")
 trl = pytest.importorskip("trl")
 
 from emoreason.cli import main  # noqa: E402
-from emoreason.model.tiny import make_tiny_checkpoint  # noqa: E402
-from emoreason.toyfaces import make_toy_dataset  # noqa: E402
 from emoreason.train import rewards  # noqa: E402
 from emoreason.train.grpo import GRPORecipe, build_trainer, load_rows  # noqa: E402
 from emoreason.train.recipe import RecipeError, load_processor_and_cache  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy")
-    return make_toy_dataset(root / "data", 16, seed=0, size=64), make_tiny_checkpoint(root / "tiny"), root
 
 
 def _recipe(toy, **kw) -> GRPORecipe:

@@ -78,9 +78,9 @@ def model_fingerprint(path: str | None) -> dict | None:
 
 def served_model(config: EvalConfig) -> dict:
     """The served model of a vllm run, with the checkpoint's fingerprint when its path is readable here."""
-    from emoreason.serving.client import VLLMExplainer
+    from emoreason.serving.client import connect
 
-    info = VLLMExplainer(config.server, model=config.model).served_model()
+    info = connect(config.server, config.model).served_model()
     checkpoint = info["root"] if info["parent"] is None else str(Path(info["root"] or "").parent)
     if checkpoint and (Path(checkpoint) / "config.json").is_file():
         info["checkpoint"] = model_fingerprint(checkpoint)

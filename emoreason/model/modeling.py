@@ -35,6 +35,32 @@ class EmoReasonOutput(ModelOutput):
     past_key_values: object | None = None
 
 
+def build_media_modules(config: EmoReasonConfig) -> dict[str, nn.Module]:
+    """The face and audio paths (towers, compressor, connectors) by attribute name; the vLLM model builds the same
+    modules with these names, so one checkpoint loads in both."""
+    from emoreason.model.face_tower import FaceTower
+
+    face_dim, audio_dim = config.face_config.hidden_size, config.audio_config.d_model
+    text_dim = config.text_config.hidden_size
+    face_tower = FaceTower(config.face_config)  # built in this order: it fixes how a seed initialises them
+    compressor = FaceTokenCompressor(
+        face_dim,
+        num_regions=len(REGIONS),
+        queries_per_region=config.face_queries_per_region,
+        temporal_slots=config.face_temporal_slots,
+        num_heads=config.compressor_heads,
+        max_frames=config.max_frames,
+        au_codes=config.au_codes,
+    )
+    return {
+        "face_tower": face_tower,
+        "face_compressor": compressor,
+        "audio_tower": AudioTower(config.audio_config),
+        "face_connector": FaceConnector(face_dim, text_dim),
+        "audio_connector": AudioConnector(audio_dim, text_dim, config.num_audio_tokens),
+    }
+
+
 class EmoReasonPreTrainedModel(PreTrainedModel):
     config_class = EmoReasonConfig
     base_model_prefix = ""
@@ -48,23 +74,8 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
 
     def __init__(self, config: EmoReasonConfig):
         super().__init__(config)
-        from emoreason.model.face_tower import FaceTower
-
-        face_dim, audio_dim = config.face_config.hidden_size, config.audio_config.d_model
-        text_dim = config.text_config.hidden_size
-        self.face_tower = FaceTower(config.face_config)
-        self.face_compressor = FaceTokenCompressor(
-            face_dim,
-            num_regions=len(REGIONS),
-            queries_per_region=config.face_queries_per_region,
-            temporal_slots=config.face_temporal_slots,
-            num_heads=config.compressor_heads,
-            max_frames=config.max_frames,
-            au_codes=config.au_codes,
-        )
-        self.audio_tower = AudioTower(config.audio_config)
-        self.face_connector = FaceConnector(face_dim, text_dim)
-        self.audio_connector = AudioConnector(audio_dim, text_dim, config.num_audio_tokens)
+        for name, module in build_media_modules(config).items():
+            setattr(self, name, module)
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.post_init()
         if config.freeze_towers:

@@ -9,6 +9,7 @@ server sees the same samples). Only the ``openai`` client is needed here, not vL
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import mimetypes
 import os
@@ -114,3 +115,10 @@ class VLLMExplainer(ModelExplainer):
             temperature=0.0,
         )
         return response.choices[0].message.content or ""
+
+
+@functools.lru_cache(maxsize=8)
+def connect(server: str, model: str | None = None, api_key: str | None = None) -> VLLMExplainer:
+    """One :class:`VLLMExplainer` per (server, model, key): an evaluation run asks the server for its models once,
+    not once per sample (a failed connection is not cached)."""
+    return VLLMExplainer(server, model=model, api_key=api_key)

@@ -40,13 +40,9 @@ from vllm.multimodal.processing import (
     PromptUpdate,
 )
 
-from emoreason.au import REGIONS
 from emoreason.constants import AUDIO_SAMPLE_RATE, AUDIO_TOKEN, FACE_TOKEN
-from emoreason.model.audio_tower import AudioTower
-from emoreason.model.compressor import FaceTokenCompressor
 from emoreason.model.configuration import EmoReasonConfig
-from emoreason.model.connector import AudioConnector, FaceConnector
-from emoreason.model.face_tower import FaceTower
+from emoreason.model.modeling import build_media_modules
 from emoreason.model.processor import EmoReasonProcessor
 
 _LM_ARCHITECTURES = {"qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM", "llama": "LlamaForCausalLM"}
@@ -152,23 +148,13 @@ class EmoReasonForConditionalGeneration(nn.Module, SupportsMultiModal, SupportsL
         super().__init__()
         config: EmoReasonConfig = vllm_config.model_config.hf_config
         self.config = config
-        face_dim, audio_dim = config.face_config.hidden_size, config.audio_config.d_model
-        text_dim = config.text_config.hidden_size
+        media = build_media_modules(config)  # the transformers model's modules, so parameter names match
         with self._mark_tower_model(vllm_config, "video"):
-            self.face_tower = FaceTower(config.face_config)
-            self.face_compressor = FaceTokenCompressor(
-                face_dim,
-                num_regions=len(REGIONS),
-                queries_per_region=config.face_queries_per_region,
-                temporal_slots=config.face_temporal_slots,
-                num_heads=config.compressor_heads,
-                max_frames=config.max_frames,
-                au_codes=config.au_codes,
-            )
-            self.face_connector = FaceConnector(face_dim, text_dim)
+            for name in ("face_tower", "face_compressor", "face_connector"):
+                setattr(self, name, media[name])
         with self._mark_tower_model(vllm_config, "audio"):
-            self.audio_tower = AudioTower(config.audio_config)
-            self.audio_connector = AudioConnector(audio_dim, text_dim, config.num_audio_tokens)
+            for name in ("audio_tower", "audio_connector"):
+                setattr(self, name, media[name])
         architecture = _LM_ARCHITECTURES.get(config.text_config.model_type)
         if architecture is None:
             raise ValueError(

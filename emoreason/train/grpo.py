@@ -24,9 +24,11 @@ from emoreason.model.processor import MEDIA_KEYS
 from emoreason.train.recipe import (
     RecipeError,
     TrainRecipe,
+    check_reward_names,
     last_checkpoint,
     load_model,
     load_processor_and_cache,
+    parse_recipe,
     save_final,
 )
 from emoreason.train.rewards import REWARDS
@@ -45,10 +47,7 @@ class GRPORecipe(TrainRecipe):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        unknown = [name for name in self.reward_funcs if name not in REWARDS]
-        if unknown or not self.reward_funcs:
-            raise RecipeError(f"reward_funcs: unknown reward(s) {unknown or '(none given)'}; "
-                              f"known rewards: {sorted(REWARDS)}")  # fmt: skip
+        check_reward_names(self.reward_funcs)
         if self.label_space not in LABEL_SPACES:
             raise RecipeError(f"label_space: unknown {self.label_space!r}; use one of {sorted(LABEL_SPACES)}")
 
@@ -230,12 +229,9 @@ def run_grpo(argv: list[str]) -> Path:
     file first, then command-line overrides). A run killed mid-way resumes from its last ``checkpoint-*``.
     Returns the final emoreason checkpoint directory (``<output_dir>/final``).
     """
-    from trl import GRPOConfig, TrlParser
+    from trl import GRPOConfig
 
-    try:
-        recipe, args = TrlParser((GRPORecipe, GRPOConfig)).parse_args_and_config(args=argv)
-    except ValueError as exc:  # TRL's own argument checks (batch sizes, num_generations, ...)
-        raise RecipeError(str(exc)) from exc
+    recipe, args = parse_recipe(GRPORecipe, GRPOConfig, argv)
     trainer, processor, skipped = build_trainer(recipe, args)
     trainer.train(resume_from_checkpoint=last_checkpoint(args.output_dir))
     final = save_final(trainer, processor, Path(args.output_dir) / "final")

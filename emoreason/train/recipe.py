@@ -21,6 +21,39 @@ class RecipeError(DataError):
     """A recipe field (or a TRL argument) that cannot work; the message names the field and says what to do."""
 
 
+def parse_recipe(recipe_class, config_class, argv: list[str]):
+    """``(recipe, trl_config)`` from ``--config FILE`` and overrides (TrlParser); TRL's own checks -> RecipeError."""
+    from trl import TrlParser
+
+    try:
+        return TrlParser((recipe_class, config_class)).parse_args_and_config(args=argv)
+    except ValueError as exc:  # TRL's own argument checks (batch sizes, num_generations, ...)
+        raise RecipeError(str(exc)) from exc
+
+
+def check_reward_names(names: list[str]) -> None:
+    """RecipeError naming ``reward_funcs`` unless every name is a known reward (and there is one)."""
+    from emoreason.train.rewards import REWARDS
+
+    unknown = [name for name in names if name not in REWARDS]
+    if unknown or not names:
+        raise RecipeError(f"reward_funcs: unknown reward(s) {unknown or '(none given)'}; "
+                          f"known rewards: {sorted(REWARDS)}")  # fmt: skip
+
+
+def script_main(run, prog: str) -> int:
+    """Body of the ``scripts/train_*.py`` entry points: run on ``sys.argv``, recipe mistakes as one line."""
+    import sys
+
+    try:
+        final = run(sys.argv[1:])
+    except (DataError, OSError) as exc:  # a recipe mistake: one line, no traceback
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"trained checkpoint written to {final}")
+    return 0
+
+
 @dataclass
 class TrainRecipe:
     """Model, data and media fields shared by the SFT and GRPO recipes."""

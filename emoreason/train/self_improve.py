@@ -18,8 +18,8 @@ import torch
 
 from emoreason.data.jsonl import ResumableWriter, read_jsonl, read_samples
 from emoreason.data.schema import Sample
-from emoreason.train.recipe import RecipeError
-from emoreason.train.rewards import REWARDS, total_reward
+from emoreason.train.recipe import RecipeError, check_reward_names, parse_recipe
+from emoreason.train.rewards import total_reward
 from emoreason.train.sft import SFTRecipe
 
 logger = logging.getLogger(__name__)
@@ -43,10 +43,7 @@ class SelfImproveRecipe(SFTRecipe):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        unknown = [name for name in self.reward_funcs if name not in REWARDS]
-        if unknown or not self.reward_funcs:
-            raise RecipeError(f"reward_funcs: unknown reward(s) {unknown or '(none given)'}; "
-                              f"known rewards: {sorted(REWARDS)}")  # fmt: skip
+        check_reward_names(self.reward_funcs)
         weights = self.reward_weights or [1.0] * len(self.reward_funcs)
         if len(weights) != len(self.reward_funcs) or not all(0 <= w < float("inf") for w in weights):
             raise RecipeError(f"reward_weights: need {len(self.reward_funcs)} finite weights >= 0 (one per "
@@ -159,14 +156,11 @@ def run_self_improve(argv: list[str]) -> Path:
     """
     from dataclasses import replace
 
-    from trl import SFTConfig, TrlParser
+    from trl import SFTConfig
 
     from emoreason.train.sft import run_sft_with
 
-    try:
-        recipe, args = TrlParser((SelfImproveRecipe, SFTConfig)).parse_args_and_config(args=argv)
-    except ValueError as exc:  # TRL's own argument checks
-        raise RecipeError(str(exc)) from exc
+    recipe, args = parse_recipe(SelfImproveRecipe, SFTConfig, argv)
     manifest = run_round(recipe, args)
     if manifest["added"] == 0:
         raise RecipeError(f"threshold: no candidate reached {recipe.threshold} (dropped: {manifest['dropped']}); "

@@ -23,6 +23,7 @@ from emoreason.train.recipe import (
     last_checkpoint,
     load_model,
     load_processor_and_cache,
+    parse_recipe,
     save_final,
 )
 
@@ -125,12 +126,9 @@ def run_sft(argv: list[str]) -> Path:
     file first, then command-line overrides). A run killed mid-way resumes from its last ``checkpoint-*``.
     Returns the final emoreason checkpoint directory (``<output_dir>/final``).
     """
-    from trl import SFTConfig, TrlParser
+    from trl import SFTConfig
 
-    try:
-        recipe, args = TrlParser((SFTRecipe, SFTConfig)).parse_args_and_config(args=argv)
-    except ValueError as exc:  # TRL's own argument checks
-        raise RecipeError(str(exc)) from exc
+    recipe, args = parse_recipe(SFTRecipe, SFTConfig, argv)
     return run_sft_with(recipe, args)
 
 
