@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,9 +117,11 @@ class MediaCache:
             logger.warning("skipping %s: %s", sample.id, exc)
             self.stats.skipped[str(exc).split(": ", 1)[-1][:60]] += 1
             prepared, data = None, {}
-        tmp = path.with_suffix(".tmp")
+        # a name of this process's own: with several training processes (accelerate) two may prepare the same
+        # sample at once, and a shared temporary name made one's rename fail after the other's
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
         torch.save(data, tmp)
-        tmp.replace(path)  # atomic: a killed run never leaves a half-written cache entry
+        tmp.replace(path)  # atomic: a killed run never leaves a half-written cache entry; the last writer wins
         self.stats.computed += 1
         return prepared
 
