@@ -11,10 +11,12 @@ import logging
 import sys
 from pathlib import Path
 
-from emoreason.constants import DEFAULT_ANALYSIS_FPS, DEFAULT_MAX_FRAMES, DEFAULT_MAX_SIDE
+from emoreason.backends.base import ServerError
+from emoreason.constants import BACKENDS, DEFAULT_ANALYSIS_FPS, DEFAULT_MAX_FRAMES, DEFAULT_MAX_SIDE
 from emoreason.data import DataError
+from emoreason.face.evidence import SpanError
 from emoreason.io.errors import MediaError
-from emoreason.serving import ServeError, ServerError
+from emoreason.serving import ServeError
 
 
 def _add_sampling(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +24,8 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=DEFAULT_ANALYSIS_FPS, help="frames analysed per second")
     parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="most frames analysed")
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="decode frames at most this size")
+    parser.add_argument("--start", type=float, help="analyse from this time (seconds; default: the start)")
+    parser.add_argument("--end", type=float, help="analyse up to this time (seconds; default: the end)")
     parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -76,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("report_args", nargs="*", help="'report RESULTS_DIR' to write a markdown report")
     ev.add_argument("--benchmark", help="benchmark name (for the results folder and published comparisons)")
     ev.add_argument("--data", help="benchmark samples (.jsonl from `emoreason data build`)")
-    ev.add_argument("--backend", default="rules", choices=("rules", "hf", "vllm"), help="rules (default), hf, vllm")
+    ev.add_argument("--backend", default="rules", choices=BACKENDS, help="rules (default), hf, vllm")
     ev.add_argument("--model", help="checkpoint directory (hf backend) or served model name (vllm backend)")
     ev.add_argument("--server", help="URL of an `emoreason serve` server (vllm backend)")
     ev.add_argument("--split", default="test", help="evaluate rows of this split ('all' for every row)")
@@ -124,30 +128,36 @@ def _progress(enabled: bool | None, label: str):
     return update, bar.close
 
 
-def _check_sampling(args: argparse.Namespace) -> None:
-    if args.fps <= 0 or args.max_frames <= 0 or args.max_side < 64:
-        raise MediaError("--fps and --max-frames must be positive and --max-side at least 64")
+def _sampling(args: argparse.Namespace, **keep):
+    """The Sampling of the command's options, and its span; UsageError naming the option that cannot work."""
+    import math
+
+    from emoreason.face.evidence import Sampling
+
+    if not (math.isfinite(args.fps) and args.fps > 0) or args.max_frames <= 0 or args.max_side < 64:
+        raise UsageError("--fps must be a positive number, --max-frames positive and --max-side at least 64")
+    for option, value in (("--start", args.start), ("--end", args.end)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"{option} must be a time >= 0 seconds, got {value}")
+    if args.start is not None and args.end is not None and args.end <= args.start:
+        raise UsageError(f"--end ({args.end:g} s) must come after --start ({args.start:g} s)")
+    span = None if args.start is None and args.end is None else (args.start, args.end)
+    return Sampling(fps=args.fps, max_frames=args.max_frames, max_side=args.max_side, **keep), span
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    from emoreason.explain import explain
+    from emoreason.backends import backend_name, get_backend
+    from emoreason.face.evidence import collect
 
-    _check_sampling(args)
+    sampling, span = _sampling(args, audio=not args.no_audio, key_frames=args.html is not None)
+    backend = get_backend(backend_name(args.model, args.server), model=args.model, server=args.server,
+                          api_key=args.api_key)  # fmt: skip
     update, close = _progress(args.progress, "analysing")
     try:
-        report = explain(
-            args.path,
-            fps=args.fps,
-            max_frames=args.max_frames,
-            max_side=args.max_side,
-            use_audio=not args.no_audio,
-            model=args.model,
-            progress=update,
-            server=args.server,
-            api_key=args.api_key,
-        )
+        evidence = collect(args.path, span=span, sampling=backend.sampling(sampling), progress=update)
     finally:
         close()
+    report = backend.explain(evidence)
     if args.html is not None:
         from emoreason.viz.html import save_html
 
@@ -166,14 +176,16 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    from emoreason.face.analyzer import AU_COLUMNS, FaceAnalyzer
+    from emoreason.face.analyzer import AU_COLUMNS
+    from emoreason.face.evidence import collect
 
-    _check_sampling(args)
+    sampling, span = _sampling(args, audio=False)
     update, close = _progress(args.progress, "analysing")
     try:
-        analysis = FaceAnalyzer(args.fps, args.max_frames, args.max_side).analyze(args.path, progress=update)
+        evidence = collect(args.path, span=span, sampling=sampling, progress=update)
     finally:
         close()
+    analysis = evidence.analysis
     table = analysis.table
     to_stdout = args.csv is not None and str(args.csv) == "-"
     say = (lambda text: print(text, file=sys.stderr)) if to_stdout else print  # stdout holds the CSV
@@ -188,10 +200,10 @@ def run_analyze(args: argparse.Namespace) -> int:
     if args.csv is not None and not to_stdout:
         say(f"table ({len(table)} rows x {len(table.columns)} columns) written to {args.csv}")
     if args.plot is not None:
-        from emoreason.explain import explain_analysis
+        from emoreason.backends import get_backend
         from emoreason.viz.timeline import save_timeline_png
 
-        save_timeline_png(explain_analysis(analysis, use_audio=False), args.plot)
+        save_timeline_png(get_backend("rules").explain(evidence), args.plot)
         say(f"AU timeline written to {args.plot}")
     return 0
 
@@ -315,6 +327,17 @@ def run_model_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail on the closed pipe again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 class UsageError(ValueError):
     """Arguments that do not fit together."""
 
@@ -332,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
                "eval": run_eval, "model-card": run_model_card, "train": run_train, "serve": run_serve}  # fmt: skip
     try:
         return runners[args.command](args)
+    except SpanError as exc:  # --start / --end that do not fit the video
+        print(f"emoreason: error: --{exc.which}: {exc}", file=sys.stderr)
+        return 2
     except (
         MediaError,
         DataError,
@@ -341,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     ) as exc:  # the message says which file (and line) and why
         print(f"emoreason: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as Unix tools do
+        _quiet_stdout()
+        return 0
     except OSError as exc:  # an unwritable --csv path, an incomplete checkpoint directory
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"emoreason: error: {where}{exc.strerror or exc}", file=sys.stderr)
@@ -348,9 +377,6 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:  # an optional extra is not installed; the message names it
         print(f"emoreason: error: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # output piped into `head` and the like
-        sys.stderr.close()
-        return 0
     except KeyboardInterrupt:
         print("emoreason: interrupted", file=sys.stderr)
         return 130

@@ -13,6 +13,18 @@ DEFAULT_ANALYSIS_FPS = 8.0
 DEFAULT_MAX_FRAMES = 480
 # Frames are decoded at most this size on their long side before face detection.
 DEFAULT_MAX_SIDE = 640
+# Still images are read at most this size on their long side (faces in photos are often small).
+IMAGE_MAX_SIDE = 1280
+# Aligned main-face crops the model takes per clip (a checkpoint's ``max_frames`` overrides it), and their size.
+DEFAULT_MODEL_CROPS = 16
+CROP_SIZE = 224
+# The visual report's key frames: at most this many, kept at most this size.
+MAX_KEY_FRAMES = 8
+KEY_FRAME_SIDE = 360
+
+# The ways to turn evidence into a report (emoreason.backends): the FACS reasoner, a checkpoint in-process
+# (transformers), a checkpoint behind an `emoreason serve` server (vLLM).
+BACKENDS = ("rules", "hf", "vllm")
 
 # FACS intensity: 0 = absent, 1..5 = A..E.
 AU_INTENSITY_MAX = 5.0

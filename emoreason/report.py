@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 import pandas as pd
@@ -71,12 +71,15 @@ class EmotionReport:
     main_face: dict[str, Any] | None = None  # track id, frames present, median box
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    span: list[float] | None = None  # [start_s, end_s] analysed, on the source's timeline; None = the whole file
     frames: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    # in memory only, like `frames`: the Evidence the report was made from (key frames for the visual report)
+    evidence: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)  # note: deep-copies; fine at report size
-        data.pop("frames")
-        return _json_safe(data)
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__ if name not in _IN_MEMORY}
+        return _json_safe({k: asdict(v) if is_dataclass(v) else v for k, v in fields.items()} | {
+            "aus": [asdict(a) for a in self.aus], "segments": [asdict(s) for s in self.segments]})
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
@@ -95,6 +98,9 @@ class EmotionReport:
         head = f"{self.source}: {self.emotion.label} (confidence {self.emotion.confidence:.2f})"
         aus = ", ".join(f"{a.code} {a.level}" for a in self.aus) or "no AU above trace level"
         return f"{head}\nAUs: {aus}"
+
+
+_IN_MEMORY = ("frames", "evidence")
 
 
 def _json_safe(value: Any) -> Any:

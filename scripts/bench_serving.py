@@ -108,8 +108,8 @@ def run_transformers(checkpoint: Path, video: Path, concurrency: int, requests: 
 def run_vllm(url: str, model: str, video: Path, concurrency: int, requests: int, tokens: int) -> dict:
     import openai
 
+    from emoreason.backends.vllm import explain_request
     from emoreason.io.audio import load_audio
-    from emoreason.serving.client import explain_request
 
     messages = explain_request(video, None, load_audio(video).waveform)  # video + audio + the explain prompt
 

@@ -79,6 +79,12 @@ class Sample:
     def au_dict(self) -> dict[str, float | None]:
         return {a.code: a.intensity for a in self.aus}
 
+    @property
+    def span(self) -> tuple[float | None, float | None] | None:
+        """``(start_s, end_s)`` of the sample inside its media (a BP4D/DISFA segment, a CASME II onset-offset
+        clip), for :func:`emoreason.face.evidence.collect`; None when the sample is the whole file."""
+        return None if self.start_s is None and self.end_s is None else (self.start_s, self.end_s)
+
 
 def canonical_emotion(labels: list[str], label_space: str) -> str | None:
     """The canonical emotion of a single-label sample (None for compound or unmapped labels)."""

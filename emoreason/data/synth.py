@@ -88,13 +88,14 @@ def label_aus(sample: Sample) -> list[AUReport]:
 
 def measured_aus(sample: Sample) -> list[AUReport] | None:
     """AUs measured on the sample's media by the face pipeline, or None when the media is unusable."""
-    from emoreason.explain import explain
+    from emoreason.backends.rules import RulesBackend
+    from emoreason.face.evidence import Sampling, collect
     from emoreason.io.errors import MediaError
 
     if sample.media_type == "frames" or not Path(sample.media).is_file():
         return None
-    try:
-        report = explain(sample.media, use_audio=False)
+    try:  # the sample's span only (a CASME II onset-offset clip, a BP4D segment), not the whole file
+        report = RulesBackend().explain(collect(sample.media, span=sample.span, sampling=Sampling(audio=False)))
     except MediaError:
         return None
     return report.aus if report.faces_found else None

@@ -20,6 +20,8 @@ from pathlib import Path
 from emoreason import __version__
 from emoreason.answer import parse_answer
 from emoreason.au import BASIC, LABEL_SPACES
+from emoreason.backends.base import ServerError
+from emoreason.constants import BACKENDS, DEFAULT_ANALYSIS_FPS
 from emoreason.data.jsonl import ResumableWriter, read_jsonl, read_samples
 from emoreason.data.rounds import file_sha256
 from emoreason.data.schema import Sample
@@ -33,12 +35,8 @@ from emoreason.metrics import (
     hallucinated_aus,
     rate,
 )
-from emoreason.serving import ServerError
 
 logger = logging.getLogger(__name__)
-
-BACKENDS = ("rules", "hf", "vllm")
-
 
 @dataclass
 class EvalConfig:
@@ -48,7 +46,7 @@ class EvalConfig:
     model: str | None = None
     split: str | None = "test"  # evaluate rows of this split (None: every row)
     limit: int | None = None
-    fps: float = 8.0
+    fps: float = DEFAULT_ANALYSIS_FPS
     out: str = "results"
     train_data: str | None = None  # for the subject-independence check
     server: str | None = None  # vllm backend: URL of an `emoreason serve` server (model = served name, optional)
@@ -78,7 +76,7 @@ def model_fingerprint(path: str | None) -> dict | None:
 
 def served_model(config: EvalConfig) -> dict:
     """The served model of a vllm run, with the checkpoint's fingerprint when its path is readable here."""
-    from emoreason.serving.client import connect
+    from emoreason.backends.vllm import connect
 
     info = connect(config.server, config.model).served_model()
     checkpoint = info["root"] if info["parent"] is None else str(Path(info["root"] or "").parent)
@@ -100,7 +98,8 @@ def _predict(sample: Sample, config: EvalConfig) -> dict:
            "gold_aus": sample.au_dict(), "error": None}  # fmt: skip
     started = time.perf_counter()
     try:
-        report = explain(sample.media, model=config.model, fps=config.fps, use_audio=sample.media_type == "video",
+        report = explain(sample.media, model=config.model, span=sample.span, fps=config.fps,
+                         use_audio=sample.media_type == "video", key_frames=False,
                          server=config.server)  # fmt: skip
     except (MediaError, ServerError) as exc:
         if isinstance(exc, ServerError) and exc.status is None:

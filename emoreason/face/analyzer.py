@@ -9,8 +9,9 @@ track, each against its own neutral frames, so two people never share a baseline
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from emoreason.face.detect import FaceDetector
 from emoreason.face.events import AUEvent, all_events, smooth
 from emoreason.face.geometry import measure_all
 from emoreason.face.track import FaceTracker, Track, iou
-from emoreason.io.video import Frame, is_image, iter_video_frames, load_image, probe_video
+from emoreason.io.video import Frame
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class FaceAnalyzer:
         detector: FaceDetector | None = None,
         full_scan_every: int = FULL_SCAN_EVERY,
     ):
-        if fps <= 0 or max_frames <= 0 or max_side < 64 or full_scan_every < 1:
+        if not (math.isfinite(fps) and fps > 0) or max_frames <= 0 or max_side < 64 or full_scan_every < 1:
             raise ValueError(
                 f"need fps > 0, max_frames > 0, max_side >= 64, full_scan_every >= 1; "
                 f"got {fps}, {max_frames}, {max_side}, {full_scan_every}"
@@ -108,21 +109,35 @@ class FaceAnalyzer:
         path: str | Path,
         progress: Callable[[int, int], None] | None = None,
     ) -> FaceAnalysis:
-        """Full analysis of a video or image file.
+        """Full analysis of a video or image file (see :func:`emoreason.face.evidence.collect` for a time span,
+        crops for the model and key frames from the same decoding pass).
 
         Args:
             progress: called as ``progress(done, total)`` after each analysed frame.
         Raises:
             MediaError: the file is missing, empty, unreadable, or not an image/video.
         """
+        from emoreason.face.evidence import Sampling, collect
+
+        sampling = Sampling(fps=self.fps, max_frames=self.max_frames, max_side=self.max_side, audio=False)
+        return collect(path, sampling=sampling, analyzer=self, progress=progress).analysis
+
+    def analyze_frames(
+        self,
+        frames: Iterable[Frame],
+        source: str,
+        media_type: str,
+        duration_s: float,
+        total: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> FaceAnalysis:
+        """Detect, track and measure faces in ``frames`` (decoded once by the caller, in time order).
+
+        Args:
+            source: the file the frames come from; media_type: "video" or "image".
+            duration_s: the analysed duration (a video's span); total: frames expected, for ``progress``.
+        """
         started = time.perf_counter()
-        if is_image(path):
-            frames, duration, media_type, total = [load_image(path, max_side=max(self.max_side, 1280))], 0.0, "image", 1
-        else:
-            info = probe_video(path)
-            duration, media_type = info.duration_s, "video"
-            frames = iter_video_frames(path, self.fps, self.max_frames, self.max_side)
-            total = min(self.max_frames, max(1, int(duration * self.fps)))
         tracker = FaceTracker()
         rows: list[dict] = []
         decode_s = detect_s = 0.0
@@ -143,9 +158,9 @@ class FaceAnalyzer:
         measure_start = time.perf_counter()
         table, events, neutral_times, main_id = _measure(rows, tracker, media_type)
         analysis = FaceAnalysis(
-            source=str(path),
+            source=str(source),
             media_type=media_type,
-            duration_s=duration,
+            duration_s=duration_s,
             frames_analyzed=position + 1,
             frame_size=frame_size,
             table=table,
@@ -160,10 +175,10 @@ class FaceAnalyzer:
             "measure_s": round(time.perf_counter() - measure_start, 4),
             "total_s": round(time.perf_counter() - started, 4),
         }
-        if media_type == "video" and duration * self.fps > self.max_frames:
+        if media_type == "video" and duration_s * self.fps > self.max_frames:
             analysis.warnings.append(
-                f"long video: {self.max_frames} frames analysed over {duration:.1f} s "
-                f"({self.max_frames / duration:.2f} per second instead of {self.fps:g})"
+                f"long video: {self.max_frames} frames analysed over {duration_s:.1f} s "
+                f"({self.max_frames / duration_s:.2f} per second instead of {self.fps:g})"
             )
         return analysis
 

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from emoreason.constants import DEFAULT_ANALYSIS_FPS, DEFAULT_MAX_FRAMES, DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
+from emoreason.constants import (
+    DEFAULT_ANALYSIS_FPS,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_SIDE,
+    IMAGE_EXTENSIONS,
+    IMAGE_MAX_SIDE,
+)
 from emoreason.io.errors import MediaError, check_file, native_stderr_silenced
 
 logger = logging.getLogger(__name__)
@@ -86,18 +92,69 @@ def _first_line(exc: BaseException) -> str:
     return (useful or lines or [type(exc).__name__])[0][:200]
 
 
+class VideoFile:
+    """An open video: its stream facts and frames decoded by time, from one decoder (open it once per job).
+
+    Args:
+        path: the video file.
+        max_side: frames are decoded with their long side at most this many pixels.
+    Raises:
+        MediaError: the file is missing, empty, not a video, or its frame times cannot be read.
+    """
+
+    def __init__(self, path: str | Path, max_side: int = DEFAULT_MAX_SIDE):
+        self.path = check_file(path)
+        self._reader, width, height = _open(self.path, max_side)
+        try:
+            self.stamps = self._reader.get_frame_timestamp(range(len(self._reader)))[:, 0]  # [N] start times, s
+            duration = float(self._reader.get_frame_timestamp(len(self._reader) - 1)[1])
+        except _decode_errors() as exc:
+            raise MediaError(f"{self.path}: cannot read frame times ({_first_line(exc)})") from exc
+        fps = float(self._reader.get_avg_fps()) or 25.0
+        self.info = VideoInfo(str(self.path), len(self._reader), fps, duration, width, height)
+
+    def indices_at(self, times: np.ndarray) -> np.ndarray:
+        """Numbers of the frames shown at ``times`` (seconds), each once, sorted: what :meth:`frames_at` yields."""
+        indices = np.clip(np.searchsorted(self.stamps, times, side="right") - 1, 0, len(self._reader) - 1)
+        return np.unique(indices)  # a low-fps video may map two sample times to one frame
+
+    def frames_at(self, times: np.ndarray) -> Iterator[Frame]:
+        """The frames shown at ``times`` (seconds), each once, in time order, decoded in small batches.
+
+        Raises:
+            MediaError: decoding fails part-way (a truncated or corrupt file).
+        """
+        reader, stamps = self._reader, self.stamps
+        indices = self.indices_at(times)
+        for offset in range(0, len(indices), _BATCH):
+            chunk = indices[offset : offset + _BATCH]
+            try:
+                with native_stderr_silenced():
+                    batch = reader.get_batch(chunk.tolist()).asnumpy()  # [b, H, W, 3] uint8
+                    # decord's reader thread keeps decoding ahead into an unbounded queue while the caller
+                    # is busy (dmlc/decord#157), ~one frame of memory per source frame. Seeking resets it;
+                    # seek(0) (not to the last index, which decodes later frames without their references)
+                    # keeps frames exact and memory flat, for ~1.7x the decode time.
+                    reader.seek(0)
+            except _decode_errors() as exc:
+                raise MediaError(
+                    f"{self.path}: video is truncated or corrupt: decoding failed near {stamps[chunk[0]]:.2f} s "
+                    f"({_first_line(exc)})"
+                ) from exc
+            for idx, image in zip(chunk, batch):
+                yield Frame(int(idx), float(stamps[idx]), image)
+            del batch
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Frame count, frame rate, duration and size of a video, without decoding it all."""
-    path = check_file(path)
-    reader, width, height = _open(path, max_side=10**6)
-    fps = float(reader.get_avg_fps()) or 25.0
-    duration = float(reader.get_frame_timestamp(len(reader) - 1)[1])
-    return VideoInfo(str(path), len(reader), fps, duration, width, height)
+    return VideoFile(path, max_side=10**6).info
 
 
 def sample_times(duration_s: float, fps: float, max_frames: int, start_s: float = 0.0) -> np.ndarray:
-    """Evenly spaced sample times: ``fps`` per second, thinned so that at most ``max_frames`` remain."""
-    if fps <= 0 or max_frames <= 0:
+    """Evenly spaced sample times between ``start_s`` and ``duration_s`` (the end): ``fps`` per second, thinned so
+    that at most ``max_frames`` remain."""
+    if not (math.isfinite(fps) and fps > 0) or max_frames <= 0:
         raise ValueError(f"fps and max_frames must be positive, got fps={fps}, max_frames={max_frames}")
     span = max(duration_s - start_s, 0.0)
     count = max(1, min(max_frames, int(math.floor(span * fps)) or 1))
@@ -121,39 +178,14 @@ def iter_video_frames(
     Raises:
         MediaError: the file is missing, empty, not a video, or fails to decode (truncated).
     """
-    path = check_file(path)
-    reader, _, _ = _open(path, max_side)
-    try:
-        stamps = reader.get_frame_timestamp(range(len(reader)))[:, 0]  # [N] start times, seconds
-    except _decode_errors() as exc:
-        raise MediaError(f"{path}: cannot read frame times ({_first_line(exc)})") from exc
-    duration = float(reader.get_frame_timestamp(len(reader) - 1)[1])
-    end = duration if end_s is None else min(end_s, duration)
+    video = VideoFile(path, max_side)
+    end = video.info.duration_s if end_s is None else min(end_s, video.info.duration_s)
     if times is None:
         times = sample_times(end, fps, max_frames, start_s=start_s)
-    indices = np.clip(np.searchsorted(stamps, times, side="right") - 1, 0, len(reader) - 1)
-    indices = np.unique(indices)  # a low-fps video may map two sample times to one frame
-    for offset in range(0, len(indices), _BATCH):
-        chunk = indices[offset : offset + _BATCH]
-        try:
-            with native_stderr_silenced():
-                batch = reader.get_batch(chunk.tolist()).asnumpy()  # [b, H, W, 3] uint8
-                # decord's reader thread keeps decoding ahead into an unbounded queue while the caller
-                # is busy (dmlc/decord#157), ~one frame of memory per source frame. Seeking resets it;
-                # seek(0) (not to the last index, which decodes later frames without their references)
-                # keeps frames exact and memory flat, for ~1.7x the decode time.
-                reader.seek(0)
-        except _decode_errors() as exc:
-            raise MediaError(
-                f"{path}: video is truncated or corrupt: decoding failed near {stamps[chunk[0]]:.2f} s "
-                f"({_first_line(exc)})"
-            ) from exc
-        for idx, image in zip(chunk, batch):
-            yield Frame(int(idx), float(stamps[idx]), image)
-        del batch
+    yield from video.frames_at(times)
 
 
-def load_image(path: str | Path, max_side: int = 1280) -> Frame:
+def load_image(path: str | Path, max_side: int = IMAGE_MAX_SIDE) -> Frame:
     """Read a still image as one RGB frame at time 0 (EXIF orientation applied)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 

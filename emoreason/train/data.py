@@ -1,9 +1,10 @@
 """Training data: sample rows -> conversations -> model inputs, with media preprocessed once and cached.
 
-Face crops come from the face pipeline (detect, track, align the main face) or, for media that already is
-a face crop (``crops: frames``, e.g. the synthetic toy faces), from the frames themselves. Crops, log-mel
-features and the textualised evidence of each sample are computed once and stored in ``cache_dir`` keyed
-by the sample id and the preprocessing settings, so later epochs and runs never repeat face detection.
+Each sample's media are read in one pass over its span (:func:`emoreason.face.evidence.collect`): face crops from
+the face pipeline (detect, track, align the main face) or, for media that already is a face crop (``crops:
+frames``, e.g. the synthetic toy faces), the frames themselves; the span's audio; the textualised evidence. They
+are computed once and stored in ``cache_dir`` keyed by the sample id and the preprocessing settings, so later
+epochs and runs never repeat face detection.
 Unreadable media are skipped and counted, never fatal.
 """
 
@@ -15,7 +16,7 @@ import logging
 import os
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +24,20 @@ import torch
 
 from emoreason.answer import AUClaim, render_answer
 from emoreason.au import AU_CODES, intensity_letter
+from emoreason.constants import DEFAULT_ANALYSIS_FPS
 from emoreason.data.schema import Sample
+from emoreason.face.evidence import CROP_MODES, Sampling, collect
 from emoreason.io.errors import MediaError
 
 logger = logging.getLogger(__name__)
 
-CROP_MODES = ("detect", "frames")
 TARGET_STYLES = ("facs", "compact")  # the SFT target: the FACS reasoner's full chain of thought, or one line
 
 
 @dataclass
 class MediaConfig:
     crops: str = "detect"  # "detect": the main face, aligned; "frames": the frames are face crops already
-    fps: float = 8.0
+    fps: float = DEFAULT_ANALYSIS_FPS
     evidence: bool = True  # put the measured AU/prosody text into the prompt
     use_audio: bool = True
 
@@ -44,7 +46,12 @@ class MediaConfig:
             raise ValueError(f"crops: expected one of {CROP_MODES}, got {self.crops!r}")
 
     def key(self) -> str:
-        return hashlib.sha1(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:8]
+        # "pass": 2 since samples are read over their span only (entries made before hold the whole video)
+        return hashlib.sha1(json.dumps(self.__dict__ | {"pass": 2}, sort_keys=True).encode()).hexdigest()[:8]
+
+    def sampling(self, model_crops: int) -> Sampling:
+        """What :func:`~emoreason.face.evidence.collect` keeps of a sample for a model taking ``model_crops``."""
+        return Sampling(fps=self.fps, model_crops=model_crops, crop_mode=self.crops, audio=self.use_audio)
 
 
 @dataclass
@@ -61,37 +68,22 @@ class CacheStats:
     skipped: Counter = field(default_factory=Counter)
 
 
-def _frames_as_crops(path: str, max_frames: int, fps: float) -> np.ndarray:
-    from emoreason.io.video import iter_video_frames, probe_video
-
-    info = probe_video(path)
-    times = np.linspace(0, info.duration_s, max_frames, endpoint=False) + info.duration_s / max_frames / 2
-    return np.stack([f.image for f in iter_video_frames(path, max_side=10_000, times=times)])
-
-
 def prepare_media(sample: Sample, processor, config: MediaConfig) -> Prepared:
-    """Crops, audio and evidence text of one sample (raises MediaError when the media is unusable)."""
-    from emoreason.io.audio import load_audio
+    """Crops, audio and evidence text of one sample's span, from one pass over its media (MediaError if unusable)."""
+    from emoreason.backends.rules import RulesBackend
 
-    waveform = None
-    if config.use_audio and sample.media_type == "video":
-        clip = load_audio(sample.media, start_s=sample.start_s, end_s=sample.end_s)
-        waveform = clip.waveform if clip.has_audio and clip.waveform.size else None
+    use_audio = config.use_audio and sample.media_type == "video"
+    sampling = replace(config.sampling(processor.max_frames), audio=use_audio)
+    evidence = collect(sample.media, span=sample.span, sampling=sampling)
     if config.crops == "frames":
-        return Prepared(_frames_as_crops(sample.media, processor.max_frames, config.fps), waveform, None)
-    from emoreason.explain import explain_analysis
-    from emoreason.face.analyzer import FaceAnalyzer
-    from emoreason.model.backend import main_face_crops
-
-    analysis = FaceAnalyzer(fps=config.fps).analyze(sample.media)
-    report = explain_analysis(analysis, use_audio=config.use_audio)
-    if report.faces_found == 0:
+        return Prepared(evidence.crops, evidence.waveform, None)
+    if evidence.faces_found == 0 or evidence.crops is None:
         raise MediaError(f"{sample.media}: no face found")
-    crops = main_face_crops(analysis, processor.max_frames)
-    evidence = (
-        processor.textualize(aus=report.aus, prosody_cues=(report.audio or {}).get("cues")) if config.evidence else None
-    )
-    return Prepared(crops, waveform, evidence or None)
+    text = None
+    if config.evidence:
+        report = RulesBackend().explain(evidence)
+        text = processor.textualize(aus=report.aus, prosody_cues=(report.audio or {}).get("cues"))
+    return Prepared(evidence.crops, evidence.waveform, text or None)
 
 
 class MediaCache:

@@ -19,14 +19,11 @@ from markupsafe import Markup
 
 from emoreason import __version__
 from emoreason.au import AU_BY_CODE, AU_CODES
-from emoreason.constants import AU_ACTIVE_THRESHOLD
+from emoreason.constants import AU_ACTIVE_THRESHOLD, MAX_KEY_FRAMES
 from emoreason.face.analyzer import BOX_COLUMNS, LANDMARK_COLUMNS
-from emoreason.io.video import is_image, iter_video_frames, load_image
 from emoreason.report import EmotionReport
 from emoreason.viz.timeline import EMOTION_COLOURS, au_series, frame_table, timeline_svg
 
-MAX_KEY_FRAMES = 8
-KEY_FRAME_SIDE = 360  # key frames are shown at most this size
 _AU_MENTION = re.compile(r"\bAU(\d{1,2})\b")
 
 
@@ -38,46 +35,45 @@ class KeyFrame:
     image_b64: str  # JPEG
 
 
-def _draw(image: np.ndarray, row, scale: float) -> str:
+def _draw(jpeg: bytes, row, scale: float) -> str:
+    """The key frame with the face box and landmarks drawn; ``scale``: key-frame pixels per table pixel."""
     from PIL import Image, ImageDraw
 
-    picture = Image.fromarray(image)
+    picture = Image.open(io.BytesIO(jpeg)).convert("RGB")
     draw = ImageDraw.Draw(picture)
     box = [float(row[c]) * scale for c in BOX_COLUMNS]
     draw.rectangle(box, outline=(46, 204, 113), width=max(2, picture.width // 200))
-    points = np.asarray([row[c] for c in LANDMARK_COLUMNS], float).reshape(68, 2) * scale
+    points = np.asarray([row[c] for c in LANDMARK_COLUMNS], float).reshape(-1, 2) * scale
     radius = max(1.5, picture.width / 300)
     for px, py in points:
         draw.ellipse([px - radius, py - radius, px + radius, py + radius], fill=(255, 214, 10))
-    picture.thumbnail((KEY_FRAME_SIDE, KEY_FRAME_SIDE))
     buffer = io.BytesIO()
     picture.save(buffer, format="JPEG", quality=85)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def key_frames(report: EmotionReport) -> list[KeyFrame]:
-    """The frame at each AU's apex (strongest first, at most MAX_KEY_FRAMES), drawn, for the main face."""
+    """The frame at each AU's apex (strongest first, at most MAX_KEY_FRAMES), drawn, for the main face.
+
+    The frames come from the report's evidence (``explain(..., key_frames=True)``): nothing is decoded again.
+    A report made without them has no key frames."""
     table = frame_table(report)
-    if table.empty or report.main_face is None:
+    evidence = report.evidence
+    if table.empty or report.main_face is None or evidence is None or not evidence.key_frames:
         return []
     wanted: dict[float, list[str]] = {}
     for au in sorted(report.aus, key=lambda a: -a.intensity):
         wanted.setdefault(au.apex_s if au.apex_s is not None else 0.0, []).append(au.code)
     times = sorted(list(wanted)[:MAX_KEY_FRAMES])  # `wanted` is ordered strongest AU first
-    width, height = report.main_face["frame_size"]
-    side = max(width, height)
-    if is_image(report.source):
-        frames = [load_image(report.source, max_side=side)]
-    else:  # a millisecond after the stamp: the table's times are rounded to 0.1 ms
-        frames = list(iter_video_frames(report.source, max_side=side, times=np.asarray(times) + 1e-3))
     result = []
     for t in times:
-        frame = min(frames, key=lambda f: abs(f.time_s - t))
         row = table.iloc[int(np.argmin(np.abs(table["time_s"].to_numpy(float) - t)))]
-        scale = frame.image.shape[1] / width
+        jpeg = evidence.key_frames.get(int(row["frame"]))
+        if jpeg is None:
+            continue
         active = [f"{c} {_letter(row[c])}" for c in AU_CODES if row[c] >= AU_ACTIVE_THRESHOLD]
         title = f"{t:.2f} s: apex of {', '.join(wanted[t])}" if report.media_type == "video" else "the photograph"
-        result.append(KeyFrame(t, title, active, _draw(frame.image, row, scale)))
+        result.append(KeyFrame(t, title, active, _draw(jpeg, row, evidence.key_frame_scale)))
     return result
 
 

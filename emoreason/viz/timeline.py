@@ -6,6 +6,7 @@ marked, and the emotion segments as a coloured band underneath.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -49,10 +50,11 @@ def timeline_svg(report: EmotionReport, width: int = 920, height: int = 300) -> 
     series = au_series(report)
     left, right, top, band = 44, 16, 12, 34
     plot_h = height - top - band - 36
-    duration = max(report.duration_s, max((s.times[-1] for s in series if len(s.times)), default=0.0), 1e-3)
+    t0, t1 = time_range(report, series)
+    duration = t1 - t0
 
     def x(t: float) -> float:
-        return left + (width - left - right) * t / duration
+        return left + (width - left - right) * (t - t0) / duration
 
     def y(v: float) -> float:
         return top + plot_h * (1 - v / AU_INTENSITY_MAX)
@@ -64,7 +66,7 @@ def timeline_svg(report: EmotionReport, width: int = 920, height: int = 300) -> 
         parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(level):.1f}" y2="{y(level):.1f}"/>'
                      f'<text class="axis" x="{left - 8}" y="{y(level) + 4:.1f}" text-anchor="end">{label}</text>')  # fmt: skip
     step = _tick_step(duration)
-    for t in np.arange(0, duration + 1e-9, step):
+    for t in np.arange(math.ceil(t0 / step) * step, t1 + 1e-9, step):
         parts.append(f'<text class="axis" x="{x(t):.1f}" y="{height - 4}" text-anchor="middle">{t:g} s</text>')
     events = {au.code: au for au in report.aus}
     for s in series:
@@ -93,6 +95,14 @@ def timeline_svg(report: EmotionReport, width: int = 920, height: int = 300) -> 
                          f'text-anchor="middle">{escape(seg.emotion.label)}</text>')  # fmt: skip
     parts.append("</svg>")
     return "".join(parts)
+
+
+def time_range(report: EmotionReport, series: list[Series]) -> tuple[float, float]:
+    """The stretch of the source's timeline a figure shows: the report's span, else the whole clip."""
+    if report.span is not None:
+        return float(report.span[0]), max(float(report.span[1]), float(report.span[0]) + 1e-3)
+    end = max(report.duration_s, max((s.times[-1] for s in series if len(s.times)), default=0.0), 1e-3)
+    return 0.0, end
 
 
 def _tick_step(duration: float) -> float:
@@ -133,7 +143,7 @@ def save_timeline_png(report: EmotionReport, path: str | Path, dpi: int = 120) -
         band.text((seg.start_s + seg.end_s) / 2, 0.5, seg.emotion.label, ha="center", va="center", fontsize=8)
     band.set_yticks([])
     band.set_xlabel("time (s)")
-    band.set_xlim(0, max(report.duration_s, 1e-3))
+    band.set_xlim(*time_range(report, series))
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=dpi)

@@ -1,0 +1,114 @@
+"""The ``rules`` backend: the FACS reasoner over the measured evidence; no model, deterministic, the default."""
+
+from __future__ import annotations
+
+import time
+
+from emoreason.answer import render_answer
+from emoreason.au import AU_CODES
+from emoreason.backends.base import Backend
+from emoreason.face.evidence import Evidence
+from emoreason.reasoning.facs import FacsConclusion, au_reports, image_reports, reason, segment_frames
+from emoreason.report import EmotionReport, Segment
+
+
+class RulesBackend(Backend):
+    """Measured AUs and prosody -> observations, interpretation, conclusion (:mod:`emoreason.reasoning.facs`)."""
+
+    name = "rules"
+
+    def explain(self, evidence: Evidence) -> EmotionReport:
+        tick = time.perf_counter()
+        analysis = evidence.analysis
+        if analysis is None:
+            raise ValueError("the rules backend needs a face analysis: collect with crop_mode='detect'")
+        result = _reason(analysis, evidence.prosody, evidence.span or (0.0, evidence.duration_s))
+        answer = None
+        if result.emotion is not None:
+            answer = render_answer(
+                result.reasoning,
+                result.emotion.label,
+                result.emotion.confidence,
+                result.aus,
+                [(a["label"], a["confidence"]) for a in result.emotion.alternatives],
+            )
+        timings = dict(evidence.timings, reason_s=round(time.perf_counter() - tick, 4))
+        timings["total_s"] = round(evidence.timings.get("collect_s", 0.0) + timings["reason_s"], 4)
+        return EmotionReport(
+            source=evidence.source,
+            media_type=evidence.media_type,
+            duration_s=round(evidence.duration_s, 3),
+            frames_analyzed=analysis.frames_analyzed,
+            faces_found=analysis.faces_found,
+            aus=result.aus,
+            emotion=result.emotion,
+            segments=result.segments,
+            reasoning=result.reasoning,
+            answer=answer,
+            backend=self.name,
+            model=None,
+            audio=_audio_dict(evidence.prosody),
+            main_face=_main_face(analysis),
+            warnings=list(evidence.warnings) + result.warnings,
+            timings=timings,
+            span=None if evidence.span is None else [round(t, 3) for t in evidence.span],
+            frames=analysis.table,
+            evidence=evidence,
+        )
+
+
+def _reason(analysis, prosody, stretch: tuple[float, float]) -> FacsConclusion:
+    main = analysis.main_face()
+    if main.empty:
+        return reason([], [], 0, prosody=prosody)
+    coverage = main["frame"].nunique() / max(analysis.frames_analyzed, 1)
+    if analysis.media_type == "image":
+        row = dict(zip(AU_CODES, main[list(AU_CODES)].iloc[0].to_numpy(float)))
+        aus = image_reports(row)
+        segment = segment_frames(main)[0]
+        segments = [Segment(0.0, 0.0, segment.emotion, segment.aus)]
+    else:
+        aus = au_reports(analysis.events)
+        segments = segment_frames(main)
+        _clamp_times(aus, segments, *stretch)
+    return reason(aus, segments, analysis.faces_found, coverage=coverage, prosody=prosody)
+
+
+def _clamp_times(aus: list, segments: list, start: float, end: float) -> None:
+    """Keep AU events and segments inside the analysed stretch: an event's offset is the sample after its last
+    active frame, which can fall up to one sample past the clip's end."""
+
+    def clamp(t: float | None) -> float | None:
+        return None if t is None else round(min(max(t, start), end), 4)
+
+    for au in aus:
+        au.onset_s, au.apex_s, au.offset_s = clamp(au.onset_s), clamp(au.apex_s), clamp(au.offset_s)
+    for segment in segments:
+        segment.start_s, segment.end_s = clamp(segment.start_s), clamp(segment.end_s)
+
+
+def _audio_dict(prosody) -> dict | None:
+    if prosody is None:
+        return None
+    data = prosody.to_dict()
+    data["cues"] = prosody.cues()
+    return data
+
+
+def _main_face(analysis) -> dict | None:
+    main = analysis.main_face()
+    if main.empty:
+        return None
+    box = main[["face_x0", "face_y0", "face_x1", "face_y1"]].median().round(1).tolist()
+    return {
+        "track_id": int(analysis.main_track_id),
+        "frames_present": int(len(main)),
+        "first_seen_s": float(main["time_s"].min()),
+        "last_seen_s": float(main["time_s"].max()),
+        "median_box": box,
+        "frame_size": list(analysis.frame_size),  # width, height of the frames the boxes refer to
+        "neutral_reference_s": [round(t, 2) for t in analysis.neutral_times],
+    }
+
+
+__all__ = ["RulesBackend"]
