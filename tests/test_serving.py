@@ -193,6 +193,24 @@ def test_explain_through_the_server_equals_the_hf_backend(server, checkpoint, sm
     assert json.loads(served.to_json())["backend"] == "vllm"
 
 
+def test_explain_through_the_server_needs_no_torch(server, checkpoint, smile_video):
+    """The client side (the `client` extra) explains through the server with torch made unimportable."""
+    import emoreason
+
+    code = ("import sys; sys.modules['torch'] = None\nimport emoreason\n"
+            f"print(emoreason.explain({str(smile_video)!r}, server={server['url']!r}, api_key={API_KEY!r}).answer)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == emoreason.explain(smile_video, model=checkpoint).answer.strip()
+
+
+def test_a_span_through_the_server_is_answered_from_that_span(server, smile_video):
+    import emoreason
+
+    report = emoreason.explain(smile_video, span=(1.0, 2.5), server=server["url"], api_key=API_KEY)
+    assert report.backend == "vllm" and report.span == [1.0, 2.5] and report.answer
+
+
 def test_json_schema_answers_are_valid_json(server, smile_video):
     schema = {
         "type": "object",
