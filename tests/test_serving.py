@@ -196,9 +196,13 @@ def test_explain_through_the_server_equals_the_hf_backend(server, checkpoint, sm
 def test_explain_through_the_server_needs_no_torch(server, checkpoint, smile_video):
     """The client side (the `client` extra) explains through the server with torch made unimportable."""
     import emoreason
+    from tests.test_evidence import NO_TORCH
 
-    code = ("import sys; sys.modules['torch'] = None\nimport emoreason\n"
-            f"print(emoreason.explain({str(smile_video)!r}, server={server['url']!r}, api_key={API_KEY!r}).answer)")
+    code = NO_TORCH + (
+        "import emoreason\n"
+        f"print(emoreason.explain({str(smile_video)!r}, server={server['url']!r}, "
+        f"api_key={API_KEY!r}).answer)\nassert 'torch' not in sys.modules\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == emoreason.explain(smile_video, model=checkpoint).answer.strip()

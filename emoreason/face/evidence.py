@@ -184,7 +184,8 @@ def _collect_video(path, span, sampling: Sampling, analyzer, progress) -> Eviden
     frames_are_crops = sampling.crop_mode == "frames"
     video = VideoFile(path, max_side=10**6 if frames_are_crops else sampling.max_side)
     start, end = resolve_span(span, video.info.duration_s, str(path))
-    evidence = Evidence(str(path), "video", video.info.duration_s, None if span is None else (start, end), sampling)
+    evidence = Evidence(str(path), "video", video.info.duration_s, None if span is None else (start, end), sampling,
+                        warnings=list(video.warnings))  # fmt: skip
     if frames_are_crops:  # the frames are the crops: evenly spaced over the span, no face analysis
         count = max(sampling.model_crops, 1)
         times = start + (end - start) * (np.arange(count) + 0.5) / count

@@ -1,37 +1,31 @@
-"""Audio track of a video (or an audio file) as a mono float32 waveform at 16 kHz, read with decord.
+"""Audio track of a video (or an audio file) as a mono float32 waveform at 16 kHz, decoded as a stream with PyAV.
 
 A file without an audio stream is normal input (a silent screen recording, an image): `load_audio` returns an empty
 clip with ``has_audio=False`` and the prosody cues say "no audio track". Only files that cannot be read at all
 raise `MediaError`.
 
-Memory bound: decord's `AudioReader` decodes and resamples the *whole* audio track in its constructor; it cannot
-seek to a span. Decoding straight to mono at `sample_rate` keeps that small: at 16 kHz the peak is about 0.27 MB
-per second of track (about 1 GB for a one-hour file, measured), whatever span is asked for. Only the requested
-span is copied out and kept (64 kB per second); the decoded track is freed before `load_audio` returns.
+Memory bound: the track is decoded frame by frame straight to mono at `sample_rate` and only the requested span
+is kept (64 kB per second at 16 kHz); nothing holds the whole decoded track (decord's `AudioReader`, used before,
+decoded all of it up front: about 1.1 GB per hour of audio). See BENCHMARKS.md for measured peaks.
 
-Mono is decord's (FFmpeg's swresample) downmix for float output: stereo becomes (L + R) / sqrt(2), not the mean,
-so a sound present in both channels comes out 3 dB louder than in either, and loud stereo can exceed 1.0.
+Mono is FFmpeg's swresample downmix for float output: stereo becomes (L + R) / sqrt(2), not the mean, so a sound
+present in both channels comes out 3 dB louder than in either, and loud stereo can exceed 1.0.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from emoreason.constants import AUDIO_SAMPLE_RATE
-from emoreason.io.errors import MediaError, check_file, native_stderr_silenced
+from emoreason.io.errors import MediaError, check_file
 
 logger = logging.getLogger(__name__)
 
-# decord raises a bare DECORDError; this text in its message is how "no audio stream" differs from "unreadable".
-_NO_AUDIO_STREAM = "Can't find audio stream"
-# decord prefixes its messages with "[12:00:00] /path/to/audio_reader.cc:112: "; strip that for our message.
-_DECORD_PREFIX = re.compile(r"^\[[^\]]*\]\s*\S+:\d+:\s*")
 
 
 @dataclass(frozen=True, eq=False)  # eq would compare arrays elementwise
@@ -83,6 +77,10 @@ def load_audio(
 ) -> AudioClip:
     """Read the audio track of a video or audio file as mono float32, resampled to `sample_rate`.
 
+    The track is decoded as a stream (PyAV: FFmpeg's demuxers, decoders and resampler), from a seek to just before
+    `start_s`, and only the span's samples are kept: memory is the span's waveform (64 kB per second at 16 kHz),
+    not the whole track.
+
     Args:
         path: a video (mp4, mkv, webm, ...) or audio (wav, mp3, m4a, ...) file.
         sample_rate: output rate in Hz; 16 kHz is what the prosody cues and the audio tower expect.
@@ -95,38 +93,80 @@ def load_audio(
         ``has_audio=False``. The last ~64 ms may be decoder padding (AAC frames are 1024 samples).
 
     Raises:
-        MediaError: the file is missing, empty, or not a media file decord (FFmpeg) can open.
+        MediaError: the file is missing, empty, or not a media file FFmpeg can open.
         ValueError: `sample_rate` or the span is invalid.
 
     >>> clip = load_audio("interview.mp4", start_s=2.0, end_s=5.0)  # doctest: +SKIP
     >>> clip.sample_rate, round(clip.duration_s, 1)  # doctest: +SKIP
     (16000, 3.0)
     """
-    from decord import AudioReader, DECORDError
+    import av
 
     start_s = _check_span(sample_rate, start_s, end_s)
     path = check_file(path)
     try:
-        with native_stderr_silenced():
-            reader = AudioReader(str(path), sample_rate=sample_rate, mono=True)
-    except DECORDError as err:
-        reason = _DECORD_PREFIX.sub("", str(err).strip().splitlines()[0]).replace(f"ERROR opening: {path}, ", "")
-        if _NO_AUDIO_STREAM in reason:
+        container = av.open(str(path)) if _utf8(path) else av.open(open(path, "rb"))  # noqa: SIM115
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise MediaError(f"{path}: cannot read audio, not a media file FFmpeg can open ({err})") from err
+    with container:
+        if not container.streams.audio:
             logger.info("%s has no audio stream", path)
             return AudioClip(np.zeros(0, np.float32), sample_rate, start_s=start_s, has_audio=False)
-        raise MediaError(f"{path}: cannot read audio, not a media file FFmpeg can open ({reason})") from err
-
-    padding = _leading_padding(reader)
-    first = round(start_s * sample_rate)
-    last = reader.shape[1] + max(padding, 0) if end_s is None else round(end_s * sample_rate)
-    # Sample i of the decoded track is at file time (padding + i) / sample_rate.
-    lead = max(0, min(padding, last) - first)
-    samples = _copy_span(reader, max(first - padding, 0), max(last - padding, 0))
-    del reader  # frees the whole decoded track
-    waveform = np.concatenate([np.zeros(lead, np.float32), samples]) if lead else samples
+        try:
+            waveform = _decode_span(container, sample_rate, start_s, end_s)
+        except av.FFmpegError as err:
+            raise MediaError(f"{path}: the audio track is corrupt ({err})") from err
     if waveform.size == 0:
         logger.warning("%s: no audio samples between %.2f s and %s", path, start_s, end_s)
     return AudioClip(waveform, sample_rate, start_s=start_s, has_audio=True)
+
+
+def _utf8(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _decode_span(container, sample_rate: int, start_s: float, end_s: float | None) -> np.ndarray:
+    """Samples of the first audio stream from `start_s` to `end_s` (file timeline, zeros where the stream has none
+    yet), mono float32 at `sample_rate`, [S]. The stream's own start time counts as its first sample's time."""
+    import av
+
+    stream = container.streams.audio[0]
+    origin = float(container.start_time or 0) / 1_000_000  # AV_TIME_BASE: the file's time 0
+    if start_s > 1.0:  # skip what comes before the span (to a packet at or before it)
+        container.seek(int((start_s - 0.5 + origin) / stream.time_base), stream=stream, backward=True)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    first = round(start_s * sample_rate)
+    last = None if end_s is None else round(end_s * sample_rate)
+    chunks, position = [], None  # position: the file-timeline sample number of the next resampled sample
+    for frame in container.decode(stream):
+        if position is None:
+            stamp = frame.pts * stream.time_base if frame.pts is not None else 0
+            position = round((float(stamp) - origin) * sample_rate)
+        for out in resampler.resample(frame):
+            position = _keep(chunks, out.to_ndarray()[0], position, first, last)
+        if last is not None and position >= last:
+            break
+    else:
+        if position is not None:
+            for out in resampler.resample(None):  # flush
+                position = _keep(chunks, out.to_ndarray()[0], position, first, last)
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def _keep(chunks: list, samples: np.ndarray, position: int, first: int, last: int | None) -> int:
+    """Append the part of `samples` (starting at file sample `position`) inside [first, last); zero-fill a gap
+    between the span's start and a stream that begins later. Returns the next position."""
+    end = position + samples.size
+    if not chunks and position > first:  # the stream starts after the span: silence until it does
+        chunks.append(np.zeros(position - first if last is None else min(position, last) - first, np.float32))
+    lo, hi = max(first, position), end if last is None else min(end, last)
+    if hi > lo:
+        chunks.append(np.asarray(samples[lo - position : hi - position], dtype=np.float32))
+    return end
 
 
 def _check_span(sample_rate: int, start_s: float | None, end_s: float | None) -> float:
@@ -139,27 +179,3 @@ def _check_span(sample_rate: int, start_s: float | None, end_s: float | None) ->
     if end_s is not None and not end_s > start:
         raise ValueError(f"end_s must be greater than start_s ({start}), got {end_s}")
     return start
-
-
-def _leading_padding(reader) -> int:
-    """Samples between time 0 and the audio stream's first sample (its start time), per decord.
-
-    decord 0.6 computes this but exposes it only through `add_padding()`, which copies the whole track; read the
-    value from its private getter instead (decord is pinned at 0.6.0), and pad only the requested span.
-    """
-    getter = getattr(reader, "_AudioReader__get_num_padding", None)
-    return int(getter()) if getter is not None else 0
-
-
-def _copy_span(reader, first: int, last: int) -> np.ndarray:
-    """Samples [first, last) of channel 0 as a float32 copy, [S].
-
-    decord's public slicing builds a Python list of every index (about 0.17 us per sample: 1.6 s for ten minutes of
-    audio); the decoded array it indexes into is a plain numpy attribute, so slice that when it is there.
-    """
-    total = reader.shape[1]
-    first, last = min(first, total), min(max(last, first), total)
-    decoded = getattr(reader, "_array", None)
-    if isinstance(decoded, np.ndarray):
-        return np.array(decoded[0, first:last], dtype=np.float32)
-    return np.asarray(reader[first:last].asnumpy()[0], dtype=np.float32)

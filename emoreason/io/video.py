@@ -1,8 +1,8 @@
 """Video frames sampled by time, and still images, as RGB arrays with timestamps.
 
-Frames are decoded with decord at a reduced size and handed out one small batch at a time, so a long
-or high-resolution video never sits in memory whole: peak memory is about 32 frames at
-``max_side`` plus decord's own decoder buffers (see ``scripts/bench_perception.py``).
+Frames are decoded (decord, or PyAV where decord fails: :mod:`emoreason.io.decoders`) at a reduced size and
+handed out one small batch at a time, so a long or high-resolution video never sits in memory whole: peak
+memory is about 32 frames at ``max_side`` plus the decoder's own buffers (see ``scripts/bench_perception.py``).
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ from emoreason.constants import (
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_SIDE,
     IMAGE_EXTENSIONS,
-    IMAGE_MAX_SIDE,
 )
-from emoreason.io.errors import MediaError, check_file, native_stderr_silenced
+from emoreason.io.decoders import DecordDecoder, PyAVDecoder, clean_message, read_header
+from emoreason.io.errors import MediaError, check_file
+from emoreason.io.image import load_image
 
 logger = logging.getLogger(__name__)
-
-_BATCH = 32  # frames decoded per decord call (each call costs a seek, see below)
 
 
 @dataclass(frozen=True)
@@ -50,72 +49,54 @@ def is_image(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _decord():
-    import decord
-
-    decord.logging.set_level(decord.logging.QUIET)  # ffmpeg's own messages would bypass ours
-    return decord
-
-
-def _decode_errors() -> tuple[type[BaseException], ...]:
-    # decord raises DECORDError (not a RuntimeError) from its C++ checks, and RuntimeError on open.
-    return (RuntimeError, _decord().DECORDError)
-
-
 def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     scale = min(1.0, max_side / max(width, height))
     # even sizes keep the decoder's scaler happy
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
-def _open(path: Path, max_side: int):
-    decord = _decord()
-    try:
-        with native_stderr_silenced():
-            reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-            if len(reader) == 0:
-                raise MediaError(f"{path}: video has no frames")
-            height, width = reader[0].shape[:2]
-            target = _target_size(width, height, max_side)
-            if target != (width, height):
-                reader = decord.VideoReader(
-                    str(path), ctx=decord.cpu(0), width=target[0], height=target[1], num_threads=1
-                )
-    except _decode_errors() as exc:
-        raise MediaError(f"{path}: not a readable video (corrupt, truncated or not a video file)") from exc
-    return reader, width, height
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(("[", "Stack trace", "File"))]
-    return (useful or lines or [type(exc).__name__])[0][:200]
-
-
 class VideoFile:
     """An open video: its stream facts and frames decoded by time, from one decoder (open it once per job).
+
+    The header is read with PyAV; frames with decord, or with PyAV where decord cannot open the file or gives
+    implausible frame times (see :mod:`emoreason.io.decoders`). ``warnings`` says when the frames end well before
+    the duration the container states (a truncated file).
 
     Args:
         path: the video file.
         max_side: frames are decoded with their long side at most this many pixels.
     Raises:
-        MediaError: the file is missing, empty, not a video, or its frame times cannot be read.
+        MediaError: the file is missing, empty, unreadable, not a video, or has no readable frames.
     """
 
     def __init__(self, path: str | Path, max_side: int = DEFAULT_MAX_SIDE):
         self.path = check_file(path)
-        self._reader, width, height = _open(self.path, max_side)
+        header = read_header(self.path)
+        self.size = _target_size(header.width, header.height, max_side)
+        self.decoder = self._decoder()
+        self.stamps = self.decoder.stamps  # [N] start time of each frame, seconds
+        duration = self.decoder.duration_s
+        self.info = VideoInfo(str(self.path), len(self.stamps), header.fps, duration, header.width, header.height)
+        self.warnings: list[str] = []
+        stated = header.stated_duration_s
+        if stated is not None and stated - duration > max(0.5, 0.05 * stated):
+            self.warnings.append(f"truncated: decoded {duration:.1f} s of {stated:.1f} s")
+
+    def _decoder(self):
+        import decord
+
         try:
-            self.stamps = self._reader.get_frame_timestamp(range(len(self._reader)))[:, 0]  # [N] start times, s
-            duration = float(self._reader.get_frame_timestamp(len(self._reader) - 1)[1])
-        except _decode_errors() as exc:
-            raise MediaError(f"{self.path}: cannot read frame times ({_first_line(exc)})") from exc
-        fps = float(self._reader.get_avg_fps()) or 25.0
-        self.info = VideoInfo(str(self.path), len(self._reader), fps, duration, width, height)
+            decoder = DecordDecoder(self.path, self.size)
+            if decoder.plausible():
+                return decoder
+            logger.info("%s: decord's frame times are implausible; decoding with PyAV", self.path)
+        except (MediaError, RuntimeError, UnicodeError, decord.DECORDError) as exc:
+            logger.info("%s: decord cannot open it (%s); decoding with PyAV", self.path, clean_message(exc))
+        return PyAVDecoder(self.path, self.size)
 
     def indices_at(self, times: np.ndarray) -> np.ndarray:
         """Numbers of the frames shown at ``times`` (seconds), each once, sorted: what :meth:`frames_at` yields."""
-        indices = np.clip(np.searchsorted(self.stamps, times, side="right") - 1, 0, len(self._reader) - 1)
+        indices = np.clip(np.searchsorted(self.stamps, times, side="right") - 1, 0, len(self.stamps) - 1)
         return np.unique(indices)  # a low-fps video may map two sample times to one frame
 
     def frames_at(self, times: np.ndarray) -> Iterator[Frame]:
@@ -124,26 +105,17 @@ class VideoFile:
         Raises:
             MediaError: decoding fails part-way (a truncated or corrupt file).
         """
-        reader, stamps = self._reader, self.stamps
         indices = self.indices_at(times)
-        for offset in range(0, len(indices), _BATCH):
-            chunk = indices[offset : offset + _BATCH]
-            try:
-                with native_stderr_silenced():
-                    batch = reader.get_batch(chunk.tolist()).asnumpy()  # [b, H, W, 3] uint8
-                    # decord's reader thread keeps decoding ahead into an unbounded queue while the caller
-                    # is busy (dmlc/decord#157), ~one frame of memory per source frame. Seeking resets it;
-                    # seek(0) (not to the last index, which decodes later frames without their references)
-                    # keeps frames exact and memory flat, for ~1.7x the decode time.
-                    reader.seek(0)
-            except _decode_errors() as exc:
-                raise MediaError(
-                    f"{self.path}: video is truncated or corrupt: decoding failed near {stamps[chunk[0]]:.2f} s "
-                    f"({_first_line(exc)})"
-                ) from exc
-            for idx, image in zip(chunk, batch):
-                yield Frame(int(idx), float(stamps[idx]), image)
-            del batch
+        done = -1
+        try:
+            for index, image in self.decoder.frames(indices):
+                done = index
+                yield Frame(int(index), float(self.stamps[index]), image)
+        except self.decoder.errors as exc:
+            after = indices[indices > done]
+            near = float(self.stamps[after[0]]) if len(after) else float(self.stamps[-1])
+            raise MediaError(f"{self.path}: video is truncated or corrupt: decoding failed near {near:.2f} s "
+                             f"({clean_message(exc)})") from exc  # fmt: skip
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -185,17 +157,5 @@ def iter_video_frames(
     yield from video.frames_at(times)
 
 
-def load_image(path: str | Path, max_side: int = IMAGE_MAX_SIDE) -> Frame:
-    """Read a still image as one RGB frame at time 0 (EXIF orientation applied)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = check_file(path)
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img).convert("RGB")
-            if max(img.size) > max_side:
-                img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-            array = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise MediaError(f"{path}: cannot read as an image ({exc})") from exc
-    return Frame(0, 0.0, array)
+__all__ = ["Frame", "VideoFile", "VideoInfo", "is_image", "iter_video_frames", "load_image", "probe_video",
+           "sample_times"]

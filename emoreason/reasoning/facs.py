@@ -217,11 +217,12 @@ def reason(
         emotion = EmotionScore(label, round(confidence, 3), _alternatives(scores, label))
     else:
         scores = emotion_scores(peak)
-        others = {s.emotion.label for s in ranked if s is not main}
+        # other segments of the same label (a clip that repeats its expression) are not an alternative to it
+        others = {s.emotion.label for s in ranked} - {main.emotion.label}
         alternatives = [{"label": e, "confidence": round(scores[e], 3)} for e in sorted(others)]
-        emotion = EmotionScore(
-            main.emotion.label, main.emotion.confidence, (alternatives + main.emotion.alternatives)[:3]
-        )
+        seen = {a["label"] for a in alternatives} | {main.emotion.label}
+        alternatives += [a for a in main.emotion.alternatives if a["label"] not in seen]
+        emotion = EmotionScore(main.emotion.label, main.emotion.confidence, alternatives[:3])
     if coverage < THIN_COVERAGE:
         warnings.append(f"the main face is visible in only {coverage:.0%} of analysed frames")
         emotion.confidence = round(emotion.confidence * 0.7, 3)
