@@ -10,7 +10,7 @@ checkpoint. A run killed mid-way resumes from its last checkpoint.
 import sys
 
 from emoreason.train.grpo import run_grpo
-from emoreason.train.recipe import script_main
+from emoreason.train.stage import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main(run_grpo, "train_grpo"))

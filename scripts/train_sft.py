@@ -8,8 +8,8 @@ Same recipe and overrides as `emoreason train sft`; rank 0 writes the final chec
 
 import sys
 
-from emoreason.train.recipe import script_main
 from emoreason.train.sft import run_sft
+from emoreason.train.stage import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main(run_sft, "train_sft"))

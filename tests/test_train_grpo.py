@@ -16,8 +16,9 @@ trl = pytest.importorskip("trl")
 
 from emoreason.cli import main  # noqa: E402
 from emoreason.train import rewards  # noqa: E402
-from emoreason.train.grpo import GRPORecipe, build_trainer, load_rows  # noqa: E402
-from emoreason.train.recipe import RecipeError, load_processor_and_cache  # noqa: E402
+from emoreason.train.grpo import GRPORecipe, build_trainer  # noqa: E402
+from emoreason.train.recipe import RecipeError  # noqa: E402
+from emoreason.train.stage import load_processor_and_cache, load_rows  # noqa: E402
 
 
 def _recipe(toy, **kw) -> GRPORecipe:

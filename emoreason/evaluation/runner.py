@@ -2,8 +2,12 @@
 
 A run writes ``<out>/<benchmark>-<backend>-<key>/`` with ``predictions.jsonl`` (one row per sample,
 appended as it goes: a killed run resumes and skips what it already scored) and ``results.json`` (the
-exact configuration, model and data hashes, metrics, timings). An unusable medium or an unparseable
-answer is an invalid prediction that counts as wrong; it never stops the run.
+exact configuration, model and data hashes, the protocol, metrics, timings). An unusable medium or an
+unparseable answer is an invalid prediction that counts as wrong; it never stops the run.
+
+Which rows are scored, and how, is the corpus's published protocol (:mod:`emoreason.evaluation.protocols`)
+unless ``split`` asks for one: DFEW's five folds are scored one by one and averaged, as its papers report.
+Rows of several label spaces (RAF-DB's basic and compound subsets) are each scored in their own space.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -25,6 +30,7 @@ from emoreason.constants import BACKENDS, DEFAULT_ANALYSIS_FPS
 from emoreason.data.jsonl import ResumableWriter, read_jsonl, read_samples
 from emoreason.data.rounds import file_sha256
 from emoreason.data.schema import Sample
+from emoreason.evaluation.protocols import Protocol, check_benchmark, choose_protocol, coverage, mean_metrics, select
 from emoreason.io.errors import MediaError
 from emoreason.metrics import (
     au_metrics,
@@ -38,13 +44,14 @@ from emoreason.metrics import (
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class EvalConfig:
     benchmark: str
     data: str
     backend: str = "rules"
     model: str | None = None
-    split: str | None = "test"  # evaluate rows of this split (None: every row)
+    split: str | None = None  # None: the corpus's published protocol; "all": every row; else rows of this split
     limit: int | None = None
     fps: float = DEFAULT_ANALYSIS_FPS
     out: str = "results"
@@ -60,6 +67,8 @@ class EvalConfig:
             raise ValueError("backend 'vllm' needs server= (an `emoreason serve` URL), and only it takes one")
         if not Path(self.data).is_file():
             raise FileNotFoundError(f"data: {self.data} does not exist")
+        if self.split is not None and (not isinstance(self.split, str) or not self.split.strip()):
+            raise ValueError(f"split must be a split name, 'all' or None (the published protocol), got {self.split!r}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be positive, got {self.limit}")
 
@@ -94,8 +103,8 @@ def _predict(sample: Sample, config: EvalConfig) -> dict:
     """One sample through the backend -> a prediction row (never raises on bad media or answers)."""
     from emoreason.explain import explain
 
-    row = {"id": sample.id, "subject": sample.subject, "gold_labels": sample.labels, "gold_emotion": sample.emotion,
-           "gold_aus": sample.au_dict(), "error": None}  # fmt: skip
+    row = {"id": sample.id, "subject": sample.subject, "label_space": sample.label_space, "gold_labels": sample.labels,
+           "gold_emotion": sample.emotion, "gold_aus": sample.au_dict(), "error": None}  # fmt: skip
     started = time.perf_counter()
     try:
         report = explain(sample.media, model=config.model, span=sample.span, fps=config.fps,
@@ -121,11 +130,17 @@ def _predict(sample: Sample, config: EvalConfig) -> dict:
 
 
 def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Run (or resume) an evaluation; returns the results dict also written to ``results.json``."""
+    """Run (or resume) an evaluation; returns the results dict also written to ``results.json``.
+
+    Raises:
+        EvaluationError: the benchmark names another corpus than the data's, or the file has no rows for the
+            protocol (the message lists the splits it has).
+    """
     samples = list(read_samples(config.data))
-    chosen = [s for s in samples if config.split is None or s.split == config.split][: config.limit]
-    if not chosen:
-        raise ValueError(f"{config.data}: no samples with split {config.split!r} to evaluate")
+    check_benchmark(config.benchmark, samples, config.data)
+    protocol = choose_protocol(config.benchmark, config.split, samples)
+    selected = select(samples, protocol, config.data)
+    chosen = selected[: config.limit]
     folder = run_dir(config)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -137,24 +152,56 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
                 progress(i + 1, len(chosen))
     wanted = {s.id for s in chosen}
     predictions = [p for p in read_jsonl(folder / "predictions.jsonl") if p["id"] in wanted]
+    scores = score_run(predictions, chosen, protocol)
     results = {
         "emoreason_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "benchmark": config.benchmark, "backend": config.backend, "model": served_model(config) if config.server else model_fingerprint(config.model),
-        "label_space": chosen[0].label_space,
+        "protocol": coverage(protocol, chosen, limited=len(chosen) < len(selected)),
+        "label_space": scores.pop("label_space"), "labels": scores.pop("labels"),
         "data": {"path": config.data, "sha256": file_sha256(config.data), "rows": len(samples),
-                 "evaluated": len(predictions), "split": config.split},
+                 "evaluated": len(predictions), "split": protocol.name},
         "config": asdict(config),
         "timings": {"total_s": round(time.perf_counter() - started, 3),
                     "per_sample_s": round(sum(p.get("seconds") or 0 for p in predictions) / len(predictions), 3)},
-        "metrics": score(predictions, chosen[0].label_space),
-        "by_subject": by_subject(predictions, chosen[0].label_space),
+        **scores,
         "subject_independent": subject_check(config.train_data, chosen),
     }  # fmt: skip
-    results["labels"] = (
-        list(LABEL_SPACES[results["label_space"]].labels) if results["label_space"] in LABEL_SPACES else []
-    )
     (folder / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
     return results
+
+
+def score_run(predictions: list[dict], samples: list[Sample], protocol: Protocol) -> dict:
+    """Metrics of a run under ``protocol``: ``metrics`` (for folds, their mean), ``folds`` (each fold's own),
+    ``by_label_space`` (each label space in its own space, when the rows have several), ``by_subject``, and
+    ``warnings`` for what makes the result differ from the protocol's."""
+    space_of = {s.id: s.label_space for s in samples}
+    spaces = Counter(space_of[p["id"]] for p in predictions)
+    primary = protocol.label_space or spaces.most_common(1)[0][0]
+    rows = [p for p in predictions if space_of[p["id"]] == primary]
+    out: dict = {"label_space": primary, "labels": list(LABEL_SPACES[primary].labels) if primary in LABEL_SPACES else [],
+                 "metrics": score(rows, primary), "warnings": []}  # fmt: skip
+    if protocol.kind == "folds":
+        split_of = {s.id: s.split for s in samples}
+        folds = {f: [p for p in rows if split_of[p["id"]] == f] for f in protocol.splits}
+        out["folds"] = {f: {"n": len(r), "metrics": score(r, primary)} for f, r in folds.items() if r}
+        out["metrics"] = mean_metrics([fold["metrics"] for fold in out["folds"].values()])
+        missing = [f for f, r in folds.items() if not r]
+        if missing:
+            out["warnings"].append(f"no rows for {', '.join(missing)}: the mean is over {len(out['folds'])} of "
+                                   f"{len(folds)} folds, not comparable to published results")  # fmt: skip
+    if len(spaces) > 1:
+        out["by_label_space"] = {
+            space: {"n": n, "labels": list(LABEL_SPACES[space].labels) if space in LABEL_SPACES else [],
+                    "metrics": score([p for p in predictions if space_of[p["id"]] == space], space)}
+            for space, n in spaces.items()
+        }  # fmt: skip
+        counts = ", ".join(f"{space} {n}" for space, n in spaces.items())
+        out["warnings"].append(f"rows of several label spaces ({counts}), each scored in its own space under "
+                               f"by_label_space; metrics are those of {primary}")  # fmt: skip
+    for warning in out["warnings"]:
+        logger.warning("%s", warning)
+    out["by_subject"] = by_subject(predictions, space_of)
+    return out
 
 
 def score(predictions: list[dict], label_space: str) -> dict:
@@ -191,12 +238,16 @@ def score(predictions: list[dict], label_space: str) -> dict:
     return {"emotion": emotion, "au": au, "rates": rates}
 
 
-def by_subject(predictions: list[dict], label_space: str) -> dict:
+def by_subject(predictions: list[dict], label_space: str | dict[str, str]) -> dict:
+    """Accuracy per subject; ``label_space`` is one space or each prediction id's own."""
     groups: dict[str, list[float | None]] = {}
     for p in predictions:
         if p.get("subject"):
-            correct = emotion_correct(p["pred_emotion"], p["gold_labels"], label_space) if p["gold_labels"] else None
-            groups.setdefault(p["subject"], []).append(correct)
+            space = label_space if isinstance(label_space, str) else label_space[p["id"]]
+            scorable = p["gold_labels"] and space in LABEL_SPACES
+            groups.setdefault(p["subject"], []).append(
+                emotion_correct(p["pred_emotion"], p["gold_labels"], space) if scorable else None
+            )
     return {s: {"n": len(v), "accuracy": rate(v)} for s, v in sorted(groups.items())}
 
 
@@ -211,4 +262,4 @@ def subject_check(train_data: str | None, test: list[Sample]) -> dict:
     return {"checked": True, "train_subjects_in_test": overlap}
 
 
-__all__ = ["EvalConfig", "evaluate", "score", "run_dir"]
+__all__ = ["EvalConfig", "evaluate", "run_dir", "score", "score_run"]

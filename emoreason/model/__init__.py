@@ -6,6 +6,7 @@ Needs the ``model`` extra (torch, transformers, peft).
 from emoreason.model.checkpoint import CheckpointError, apply_lora, load_checkpoint, merge_lora, save_checkpoint
 from emoreason.model.configuration import EmoReasonConfig
 from emoreason.model.modeling import EmoReasonForConditionalGeneration
+from emoreason.model.presets import PRESETS, build_preset
 from emoreason.model.processor import EmoReasonProcessor
 
 __all__ = [
@@ -13,7 +14,9 @@ __all__ = [
     "EmoReasonConfig",
     "EmoReasonForConditionalGeneration",
     "EmoReasonProcessor",
+    "PRESETS",
     "apply_lora",
+    "build_preset",
     "load_checkpoint",
     "merge_lora",
     "save_checkpoint",

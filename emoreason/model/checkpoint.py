@@ -8,6 +8,9 @@ Layout::
     tokenizer.json, ...      tokenizer with its chat template, processor_config.json
     video_preprocessor_config.json   names the face-crop video loader vLLM uses for this model
     README.md                model card
+    parts.json               parts manifest (presets built from shipped weights): where each pretrained part came
+                             from (package, version, file, sha256, licence) and the sha256 of every checkpoint file,
+                             checked by ``load_checkpoint``
 
 The LoRA adapter touches only the language model, and the trained compressor and connectors live in
 the base weights, because vLLM refuses adapters that carry ``modules_to_save``. ``merge_lora`` folds
@@ -34,6 +37,8 @@ logger = logging.getLogger(__name__)
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 LORA_DIR = "lora"
+MANIFEST_FILE = "parts.json"
+_UNHASHED = {MANIFEST_FILE, "README.md"}  # the card may be rewritten after evaluation without touching the weights
 LM_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -91,9 +96,59 @@ def base_state_dict(model: EmoReasonForConditionalGeneration) -> dict[str, torch
     return clean
 
 
-def save_checkpoint(model: EmoReasonForConditionalGeneration, path: str | Path, processor=None) -> Path:
-    """Write config, base weights, the LoRA adapter (if any) and the processor to ``path``."""
+def write_manifest(path: str | Path, parts: list[dict]) -> Path:
+    """Write ``parts.json``: the ``parts`` records (see ``importers.wheels.part_record``) and the sha256 of every
+    file now in the checkpoint (except the manifest and the model card)."""
+    from emoreason.model.importers.wheels import sha256
+
     path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.relative_to(path).as_posix() not in _UNHASHED)
+    manifest = {"parts": parts, "files": {p.relative_to(path).as_posix(): sha256(p) for p in files}}
+    target = path / MANIFEST_FILE
+    target.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return target
+
+
+def verify_manifest(path: str | Path) -> dict | None:
+    """Check the files ``parts.json`` lists against their sha256; the manifest, or None when there is none.
+
+    Raises:
+        CheckpointError: a listed file is missing or differs (the message names it), or the manifest is unreadable.
+    """
+    from emoreason.model.importers.wheels import sha256
+
+    path = Path(path)
+    target = path / MANIFEST_FILE
+    if not target.is_file():
+        return None
+    try:
+        manifest = json.loads(target.read_text(encoding="utf-8"))
+        files = dict(manifest["files"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{target}: unreadable parts manifest ({exc}); rebuild the checkpoint") from exc
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: listed in {MANIFEST_FILE} but missing from the checkpoint")
+        actual = sha256(file)
+        if actual != expected:
+            raise CheckpointError(
+                f"{file}: sha256 {actual[:16]}... does not match {MANIFEST_FILE} ({str(expected)[:16]}...); the file "
+                "changed after the checkpoint was built: rebuild it, or re-save it with save_checkpoint"
+            )
+    return manifest
+
+
+def save_checkpoint(
+    model: EmoReasonForConditionalGeneration, path: str | Path, processor=None, parts: list[dict] | None = None
+) -> Path:
+    """Write config, base weights, the LoRA adapter (if any) and the processor to ``path``.
+
+    ``parts`` (or the parts of a ``parts.json`` already in ``path``) are written to a fresh manifest whose file
+    hashes match what was just saved."""
+    path = Path(path)
+    if parts is None and (path / MANIFEST_FILE).is_file():
+        parts = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8")).get("parts")
     path.mkdir(parents=True, exist_ok=True)
     model.config.architectures = [ARCHITECTURE]
     model.config.save_pretrained(path)
@@ -112,6 +167,8 @@ def save_checkpoint(model: EmoReasonForConditionalGeneration, path: str | Path, 
         model.language_model.save_pretrained(str(path / LORA_DIR))
     if processor is not None:
         processor.save_pretrained(path)
+    if parts is not None:
+        write_manifest(path, parts)
     return path
 
 
@@ -121,12 +178,14 @@ def load_checkpoint(
     """Load a directory written by :func:`save_checkpoint`.
 
     Raises:
-        CheckpointError: a file is missing, or the weights do not match the config (names listed).
+        CheckpointError: a file is missing, a file differs from its ``parts.json`` hash, or the weights do not match
+            the config (names listed).
     """
     path = Path(path)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (path / name).is_file():
             raise CheckpointError(f"{path}: checkpoint is missing {name}")
+    verify_manifest(path)
     config = EmoReasonConfig.from_pretrained(str(path))
     model = EmoReasonForConditionalGeneration(config)
     weights = load_file(str(path / WEIGHTS_FILE))

@@ -1,8 +1,10 @@
 """EmoReasonConfig: the towers, the face-token compressor, the connectors and the language model.
 
-Sub-configs are ordinary transformers configs (a SigLIP vision encoder for face crops, a Whisper
-encoder for log-mel audio, a Qwen2-family causal LM), so each part can be built from a local
-pretrained checkpoint of that family or from its config alone (random weights, for tests).
+Sub-configs are ordinary transformers configs (a face tower for face crops: SigLIP, or a pretrained CNN whose
+config lives in :mod:`emoreason.model.face_configs`; a Whisper encoder for log-mel audio; a Qwen2- or
+Llama-family causal LM), so each part can be built from a local pretrained checkpoint of that family or from
+its config alone (random weights, for tests). ``face_tower`` names the face tower's kind; ``face_config`` must be
+that kind's config.
 """
 
 from __future__ import annotations
@@ -12,6 +14,14 @@ from transformers import CONFIG_MAPPING, AutoConfig
 from transformers.configuration_utils import PreTrainedConfig
 
 from emoreason.au import AU_CODES, REGIONS
+from emoreason.model import face_configs
+
+# face_tower -> (model_type of its face_config, default fields)
+FACE_TOWERS = {
+    "siglip": ("siglip_vision_model", {"image_size": 224, "patch_size": 16}),
+    "mobilenet_v2": (face_configs.MobileNetV2FaceConfig.model_type, {}),
+    "mini_xception": (face_configs.MiniXceptionFaceConfig.model_type, {}),
+}
 
 MAX_FACE_TOKENS = 32  # FaceTrack-MM: a few tokens for the main face
 MAX_AUDIO_TOKENS = 16
@@ -21,7 +31,10 @@ MAX_AUDIO_TOKENS = 16
 class EmoReasonConfig(PreTrainedConfig):
     r"""
     Args:
-        face_config: SigLIP vision config of the face tower (aligned face crops in, patch tokens out).
+        face_tower: the face tower's kind: "siglip" (a SigLIP vision encoder), "mobilenet_v2" (torchvision's
+            ImageNet CNN) or "mini_xception" (the FER2013 expression CNN).
+        face_config: config of the face tower (aligned face crops in, patch tokens out); its model_type must be
+            the one of ``face_tower`` (defaults follow ``face_tower``).
         audio_config: Whisper config; only its encoder is used (log-mel features in).
         text_config: config of the causal language model (Qwen2 family first).
         face_temporal_slots: temporal slots per AU region; face tokens = len(REGIONS) x slots (<= 32).
@@ -36,11 +49,12 @@ class EmoReasonConfig(PreTrainedConfig):
     sub_configs = {"face_config": AutoConfig, "audio_config": AutoConfig, "text_config": AutoConfig}
     # (model_type, defaults) of each sub-config when it is given as None or as a dict without a model_type
     sub_config_defaults = {
-        "face_config": ("siglip_vision_model", {"image_size": 224, "patch_size": 16}),
+        "face_config": FACE_TOWERS["siglip"],
         "audio_config": ("whisper", {}),
         "text_config": ("qwen2", {}),
     }
 
+    face_tower: str = "siglip"
     face_config: dict | PreTrainedConfig | None = None
     audio_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
@@ -58,7 +72,10 @@ class EmoReasonConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         # built here, not by transformers, so the config reads the same under transformers 5.19 (vLLM's pin) and 5.23
-        for name, (model_type, defaults) in self.sub_config_defaults.items():
+        if self.face_tower not in FACE_TOWERS:
+            raise ValueError(f"face_tower: expected one of {', '.join(FACE_TOWERS)}, got {self.face_tower!r}")
+        sub_defaults = dict(self.sub_config_defaults, face_config=FACE_TOWERS[self.face_tower])
+        for name, (model_type, defaults) in sub_defaults.items():
             value = getattr(self, name)
             if value is None:
                 value = dict(defaults)
@@ -67,6 +84,10 @@ class EmoReasonConfig(PreTrainedConfig):
                 value = CONFIG_MAPPING[value.pop("model_type", model_type)](**value)
             setattr(self, name, value)
         super().__post_init__(**kwargs)
+        expected_type = FACE_TOWERS[self.face_tower][0]
+        if self.face_config.model_type != expected_type:
+            raise ValueError(f"face_config.model_type: expected {expected_type!r} for face_tower={self.face_tower!r}, "
+                             f"got {self.face_config.model_type!r}")  # fmt: skip
         if self.au_codes is None:
             self.au_codes = list(AU_CODES)
         if not 1 <= self.num_face_tokens <= MAX_FACE_TOKENS:

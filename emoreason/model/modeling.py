@@ -38,11 +38,11 @@ class EmoReasonOutput(ModelOutput):
 def build_media_modules(config: EmoReasonConfig) -> dict[str, nn.Module]:
     """The face and audio paths (towers, compressor, connectors) by attribute name; the vLLM model builds the same
     modules with these names, so one checkpoint loads in both."""
-    from emoreason.model.face_tower import FaceTower
+    from emoreason.model.face_tower import build_face_tower
 
     face_dim, audio_dim = config.face_config.hidden_size, config.audio_config.d_model
     text_dim = config.text_config.hidden_size
-    face_tower = FaceTower(config.face_config)  # built in this order: it fixes how a seed initialises them
+    face_tower = build_face_tower(config)  # built in this order: it fixes how a seed initialises them
     compressor = FaceTokenCompressor(
         face_dim,
         num_regions=len(REGIONS),
@@ -84,6 +84,15 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
     def freeze_towers(self) -> None:
         for tower in (self.face_tower, self.audio_tower):
             tower.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> EmoReasonForConditionalGeneration:
+        """As ``nn.Module.train``, but frozen towers stay in eval mode: a frozen CNN tower's BatchNorm must keep
+        its pretrained statistics (in train mode it would normalise by the batch and update them)."""
+        super().train(mode)
+        if mode and self.config.freeze_towers:
+            self.face_tower.eval()
+            self.audio_tower.eval()
+        return self
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()

@@ -1,5 +1,6 @@
 """Build an emoreason model from local pretrained parts: a SigLIP face tower, a Whisper audio tower
-and a causal LM, each a Hugging Face directory on disk (no hub). The compressor and connectors start
+and a causal LM, each a Hugging Face directory on disk (no hub), or a config dict for random weights (a CNN face
+tower is built from its config and filled by :mod:`emoreason.model.importers`, as the ``smol`` preset does). The compressor and connectors start
 from random weights; the language model can load in 4 bits (QLoRA) through bitsandbytes.
 """
 
@@ -53,6 +54,9 @@ def build_from_parts(
         face_token_id=tokenizer.convert_tokens_to_ids(FACE_TOKEN),
         audio_token_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN), **config_kwargs,
     )  # fmt: skip
+    if config.face_tower != "siglip" and not isinstance(face, dict):
+        raise ValueError(f"face: a directory loads a SigLIP tower, but face_tower={config.face_tower!r}; pass a config "
+                         "dict and load the CNN's weights with emoreason.model.importers")  # fmt: skip
     model = EmoReasonForConditionalGeneration(config)
     if not isinstance(face, dict):
         model.face_tower = FaceTower.from_pretrained(face)

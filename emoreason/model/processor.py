@@ -3,7 +3,8 @@
 Text: the chat template renders the messages; each ``<face>`` placeholder becomes ``num_face_tokens`` copies of the
 face token and each ``<audio>`` ``num_audio_tokens`` copies of the audio token (the model writes the compressed face
 and audio embeddings into those positions). Faces: aligned uint8 crops resized to the tower's ``image_size`` and
-normalised, sampled evenly down to ``max_frames``. Audio: Whisper log-mel features of a fixed length (the encoder's
+normalised as that tower expects (``face_configs.image_norm``: [-1, 1] for SigLIP and the mini-Xception, which
+turns them grey itself; ImageNet mean/std for MobileNetV2), sampled evenly down to ``max_frames``. Audio: Whisper log-mel features of a fixed length (the encoder's
 ``2 * max_source_positions`` frames of 10 ms). Every sample carries all media keys, with masks saying what is
 present, so samples with and without audio batch together.
 """
@@ -73,7 +74,10 @@ class EmoReasonProcessor:
     @classmethod
     def from_config(cls, tokenizer, config) -> EmoReasonProcessor:
         """A processor sized for ``config`` (an :class:`EmoReasonConfig`); its token ids must match the config's."""
+        from emoreason.model.face_configs import image_norm
+
         audio = config.audio_config
+        image_mean, image_std = image_norm(config.face_config)  # the tower's pixel normalisation
         processor = cls(
             tokenizer,
             num_face_tokens=config.num_face_tokens,
@@ -82,6 +86,8 @@ class EmoReasonProcessor:
             max_frames=config.max_frames,
             num_mel_bins=audio.num_mel_bins,
             max_audio_s=audio.max_source_positions * 2 * _HOP_LENGTH / AUDIO_SAMPLE_RATE,
+            image_mean=image_mean,
+            image_std=image_std,
         )
         for field, token in (("face_token_id", FACE_TOKEN), ("audio_token_id", AUDIO_TOKEN)):
             if getattr(config, field) != processor._ids[token]:

@@ -53,6 +53,7 @@ _OTHER_MEDIA_TYPES = frozenset({"image_url", "input_image", "image_pil", "image_
 # vLLM's order for a part without a type (renderers/chat_utils.py, _parse_chat_message_content_mm_part)
 _KEY_ORDER = ("image_url", "image_pil", "image_embeds", "audio_embeds", "video_embeds", "prompt_embeds", "audio_url",
               "input_audio", "video_url")  # fmt: skip
+# (also what the launcher's chat-template check raises: no quotes in it)
 NEEDS_VIDEO = "an emoreason request needs a video of the face: add a video_url content part"
 PROMPT_ROUTE_OFF = (
     "{path} is off on this server: an emoreason answer needs a video, so send a chat request with a video_url part "
@@ -64,6 +65,7 @@ def api_key_hashes(scope: dict) -> list[bytes]:
     """SHA-256 of each API key the server was started with (``--api-key``, else ``VLLM_API_KEY``)."""
     state = getattr(scope.get("app"), "state", None)
     keys = getattr(getattr(state, "args", None), "api_key", None) or [os.environ.get("VLLM_API_KEY")]
+    keys = [keys] if isinstance(keys, str) else keys
     return [hashlib.sha256(key.encode()).digest() for key in keys if key]
 
 

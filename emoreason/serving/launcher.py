@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import logging
 import os
 import re
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from emoreason.constants import ARCHITECTURE, VIDEO_PREPROCESSOR_FILE
 from emoreason.serving import ServeError
-from emoreason.serving.guard import MIDDLEWARE_PATH
+from emoreason.serving.guard import MIDDLEWARE_PATH, NEEDS_VIDEO
 from emoreason.serving.video_loader import DEFAULT_MAX_VIDEO_MB, DEFAULT_MAX_VIDEO_S
 
 DEFAULT_HOST = "127.0.0.1"
@@ -64,8 +65,8 @@ def _version(name: str) -> str:
 
 # Prepended to the checkpoint's chat template when serving: an explain request without a face video is refused
 # (HTTP 400) instead of being answered from the text alone. vLLM writes '<face>' into the text for a video part, and
-# a user could type one too: the guard middleware refuses typed placeholders (and checks for the video part
-# itself), so this check stands for a video only behind it; it stays as a second line.
+# a user could type one too: the guard middleware refuses a typed '<face>' in a message without a video part (and
+# checks for the video part itself), so behind it this check stands for a video; it stays as a second line.
 REQUIRE_FACE = (
     "{%- set emoreason = namespace(face=false) -%}"
     "{%- for message in messages -%}"
@@ -74,9 +75,24 @@ REQUIRE_FACE = (
     "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if not emoreason.face -%}"
-    "{{- raise_exception('an emoreason request needs a video of the face: add a video_url content part') -}}"
+    f"{{{{- raise_exception('{NEEDS_VIDEO}') -}}}}"
     "{%- endif -%}"
 )
+
+
+class WarmupNoticeFilter(logging.Filter):
+    """Drops vLLM's "Chat template warmup failed" traceback (~30 lines at every start) when the failure is
+    :data:`REQUIRE_FACE` refusing vLLM's warm-up prompt, which has no video: that is the check working."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("Chat template warmup failed") or not record.exc_info:
+            return True
+        error = record.exc_info[1]
+        while error is not None:
+            if NEEDS_VIDEO in str(error):
+                return False
+            error = error.__cause__ or error.__context__
+        return True
 
 
 def serving_chat_template(checkpoint: Path) -> str:
@@ -179,6 +195,8 @@ def run_vllm(argv: list[str]) -> None:
     from vllm.entrypoints.cli.main import main as vllm_main
 
     from emoreason.serving import media  # noqa: F401  (registers the "emoreason" media connector)
+
+    logging.getLogger("vllm.renderers.base").addFilter(WarmupNoticeFilter())
 
     sys.argv = ["vllm", *argv]
     vllm_main()

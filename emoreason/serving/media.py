@@ -107,7 +107,8 @@ class GuardedMediaConnector(MediaConnector):
         path = Path(url2pathname((url_spec.netloc or "") + (url_spec.path or "")))
         resolved = path.resolve()
         if folder not in resolved.parents:
-            raise ValueError(f"the file path {path} must be a subpath of `--allowed-local-media-path {folder}`.")
+            # (vLLM's message names the folder; a caller need not learn the server's file system)
+            raise ValueError(f"the file path {path} is outside this server's media folder (--allowed-local-media-path)")
         return media_io.load_bytes(read_media_file(resolved, max_bytes(media_io)))
 
     def load_from_url(self, url: str, media_io: Any, *, fetch_timeout: int | None = None) -> Any:

@@ -1,34 +1,26 @@
-"""What every training recipe shares: the checkpoint to start from, the data, media preprocessing, LoRA.
+"""The recipe dataclasses: what every training stage is told (the checkpoint to start from, the data, media
+preprocessing, LoRA) and the checks on those fields.
 
 :class:`TrainRecipe` is the dataclass half of a recipe; TRL's config (``SFTConfig``, ``GRPOConfig``) is the other
-half, and ``TrlParser`` reads both from one YAML file plus command-line overrides. Problems a user can fix (a
-missing file, an unknown option) fail at start with a :class:`RecipeError` that names the field.
+half, and ``TrlParser`` reads both from one YAML file plus command-line overrides
+(:func:`emoreason.train.stage.parse_recipe`). Problems a user can fix (a missing file, an unknown option) fail at
+start with a :class:`RecipeError` that names the field. Each stage's recipe also says which rows it can train on
+(:meth:`TrainRecipe.trainable`), so one :func:`~emoreason.train.stage.load_rows` serves every stage.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from emoreason.data import DataError
-from emoreason.train.data import CROP_MODES, TARGET_STYLES, MediaCache, MediaConfig
-
-logger = logging.getLogger(__name__)
+from emoreason.data.schema import Sample
+from emoreason.train.data import CROP_MODES, TARGET_STYLES, MediaConfig
 
 
 class RecipeError(DataError):
     """A recipe field (or a TRL argument) that cannot work; the message names the field and says what to do."""
-
-
-def parse_recipe(recipe_class, config_class, argv: list[str]):
-    """``(recipe, trl_config)`` from ``--config FILE`` and overrides (TrlParser); TRL's own checks -> RecipeError."""
-    from trl import TrlParser
-
-    try:
-        return TrlParser((recipe_class, config_class)).parse_args_and_config(args=argv)
-    except ValueError as exc:  # TRL's own argument checks (batch sizes, num_generations, ...)
-        raise RecipeError(str(exc)) from exc
 
 
 def check_reward_names(names: list[str]) -> None:
@@ -41,22 +33,15 @@ def check_reward_names(names: list[str]) -> None:
                           f"known rewards: {sorted(REWARDS)}")  # fmt: skip
 
 
-def script_main(run, prog: str) -> int:
-    """Body of the ``scripts/train_*.py`` entry points: run on ``sys.argv``, recipe mistakes as one line."""
-    import sys
-
-    try:
-        final = run(sys.argv[1:])
-    except (DataError, OSError) as exc:  # a recipe mistake: one line, no traceback
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"trained checkpoint written to {final}")
-    return 0
-
-
 @dataclass
 class TrainRecipe:
-    """Model, data and media fields shared by the SFT and GRPO recipes."""
+    """Model, data and media fields shared by the SFT and GRPO recipes.
+
+    A stage's recipe sets ``lacks`` (the skipped-count name of a row it cannot train on, e.g. ``"no target"``)
+    and :meth:`trainable` (the test behind it).
+    """
+
+    lacks: ClassVar[str] = "nothing to train on"
 
     model_path: str = field(metadata={"help": "emoreason checkpoint directory to start from"})
     train_data: str = field(metadata={"help": "sample rows (.jsonl) with labels and optional rationales"})
@@ -88,60 +73,7 @@ class TrainRecipe:
     def media_config(self) -> MediaConfig:
         return MediaConfig(self.crops, self.fps, self.evidence, self.use_audio)
 
-
-def load_model(recipe: TrainRecipe):
-    """The recipe's checkpoint ready to train: LoRA attached (or the whole LM unfrozen), in train mode."""
-    from emoreason.model.checkpoint import apply_lora, has_lora, load_checkpoint
-
-    model = load_checkpoint(recipe.model_path, trainable=True)
-    if recipe.lora and not has_lora(model):
-        apply_lora(model, r=recipe.lora_r, alpha=recipe.lora_alpha)
-    elif not recipe.lora:
-        if has_lora(model):
-            raise RecipeError(f"lora: false, but {recipe.model_path} has a LoRA adapter; set lora: true to train it")
-        model.language_model.requires_grad_(True)
-    model.train()
-    return model
-
-
-def load_processor_and_cache(recipe: TrainRecipe):
-    """(processor, media cache) of the recipe's checkpoint and media settings."""
-    from emoreason.model.processor import EmoReasonProcessor
-
-    processor = EmoReasonProcessor.from_pretrained(recipe.model_path)
-    return processor, MediaCache(recipe.cache_dir, processor, recipe.media_config())
-
-
-def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest ``checkpoint-*`` under ``output_dir`` (a killed run resumes from it), or None."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
-    if last:
-        logger.info("resuming from %s", last)
-    return last
-
-
-def save_final(trainer, processor, path: str | Path) -> Path:
-    """Write the trained model as an emoreason checkpoint from rank 0 (every rank must call this).
-
-    Under FSDP or DeepSpeed ZeRO-3 the weights are sharded: they are gathered into a full state dict first and
-    loaded into an unsharded copy of the model, which is what gets written.
-    """
-    from emoreason.model.checkpoint import apply_lora, has_lora, save_checkpoint
-
-    accelerator, path = trainer.accelerator, Path(path)
-    model = accelerator.unwrap_model(trainer.model_wrapped)
-    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
-        state = accelerator.get_state_dict(trainer.model_wrapped)  # full weights on rank 0
-        if accelerator.is_main_process:
-            full = type(model)(model.config)
-            if has_lora(model):
-                config = model.language_model.peft_config["default"]
-                apply_lora(full, r=config.r, alpha=config.lora_alpha, target_modules=tuple(config.target_modules))
-            full.load_state_dict(state)
-            model = full
-    if accelerator.is_main_process:
-        save_checkpoint(model, path, processor=processor)
-    accelerator.wait_for_everyone()
-    return path
+    def trainable(self, sample: Sample) -> bool:
+        """Whether this stage can train on ``sample`` of the recipe's split (its media are checked apart); a
+        row that can never be right for the recipe raises RecipeError instead."""
+        raise NotImplementedError(f"{type(self).__name__} does not say which rows it trains on")

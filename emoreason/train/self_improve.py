@@ -18,9 +18,10 @@ import torch
 
 from emoreason.data.jsonl import ResumableWriter, read_jsonl, read_samples
 from emoreason.data.schema import Sample
-from emoreason.train.recipe import RecipeError, check_reward_names, parse_recipe
+from emoreason.train.recipe import RecipeError, check_reward_names
 from emoreason.train.rewards import total_reward
-from emoreason.train.sft import SFTRecipe
+from emoreason.train.sft import SFTRecipe, run_sft_with
+from emoreason.train.stage import load_processor_and_cache, parse_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,6 @@ def sample_candidates(recipe: SelfImproveRecipe, out: str | Path, seed: int = 0)
     ``<sample id>#s<k>``. A killed run resumes: clips whose candidates are all written are not sampled again.
     """
     from emoreason.model.checkpoint import load_checkpoint
-    from emoreason.train.recipe import load_processor_and_cache
     from emoreason.train.rollout import generate
 
     model = load_checkpoint(recipe.model_path)
@@ -157,8 +157,6 @@ def run_self_improve(argv: list[str]) -> Path:
     from dataclasses import replace
 
     from trl import SFTConfig
-
-    from emoreason.train.sft import run_sft_with
 
     recipe, args = parse_recipe(SelfImproveRecipe, SFTConfig, argv)
     manifest = run_round(recipe, args)

@@ -8,31 +8,23 @@ AU labels) and ``compute_loss_func`` (token cross-entropy + ``au_loss_weight`` x
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
-from emoreason.data.jsonl import read_samples
 from emoreason.data.schema import Sample
 from emoreason.train.data import MediaCache, au_targets, target_text
-from emoreason.train.recipe import (
-    RecipeError,
-    TrainRecipe,
-    last_checkpoint,
-    load_model,
-    load_processor_and_cache,
-    parse_recipe,
-    save_final,
-)
-
-logger = logging.getLogger(__name__)
+from emoreason.train.recipe import RecipeError, TrainRecipe
+from emoreason.train.stage import load_parts, parse_recipe, run_stage
 
 
 @dataclass
 class SFTRecipe(TrainRecipe):
     """What a run trains on and which parts learn (the trainer arguments are TRL's SFTConfig)."""
+
+    lacks: ClassVar[str] = "no target"
 
     au_loss_weight: float = field(default=0.5, metadata={"help": "weight of the AU head's auxiliary loss"})
 
@@ -40,6 +32,10 @@ class SFTRecipe(TrainRecipe):
         super().__post_init__()
         if self.au_loss_weight < 0:
             raise RecipeError(f"au_loss_weight must be >= 0, got {self.au_loss_weight}")
+
+    def trainable(self, sample: Sample) -> bool:
+        """A row is trained on when it has a target: its rationale, or one written from its labels."""
+        return target_text(sample, self.target) is not None
 
 
 class Collator:
@@ -80,43 +76,21 @@ def lm_and_au_loss(au_loss_weight: float):
     return loss_fn
 
 
-def load_rows(recipe: SFTRecipe, cache: MediaCache) -> tuple[list[dict], dict]:
-    """Training rows whose media are usable and that have a target; counts of what was skipped."""
-    rows, skipped = [], {"split": 0, "no target": 0, "unusable media": 0}
-    for sample in read_samples(recipe.train_data):
-        if recipe.split is not None and sample.split != recipe.split:
-            skipped["split"] += 1
-        elif target_text(sample, recipe.target) is None:
-            skipped["no target"] += 1
-        elif cache.get(sample) is None:
-            skipped["unusable media"] += 1
-        else:
-            rows.append(sample.to_dict())
-        if recipe.max_samples and len(rows) >= recipe.max_samples:
-            break
-    if not rows:
-        raise RecipeError(f"train_data: {recipe.train_data} has no usable training rows ({skipped})")
-    return rows, skipped
-
-
 def build_trainer(recipe: SFTRecipe, args):
     """TRL SFTTrainer for ``recipe`` and an ``SFTConfig`` ``args`` (CPU/GPU settings are TRL's)."""
     from datasets import Dataset
     from trl import SFTTrainer
 
-    model = load_model(recipe)
-    model.config.au_loss_weight = recipe.au_loss_weight
-    processor, cache = load_processor_and_cache(recipe)
-    rows, skipped = load_rows(recipe, cache)
-    logger.info("training on %d rows (skipped: %s)", len(rows), skipped)
+    parts = load_parts(recipe)
+    parts.model.config.au_loss_weight = recipe.au_loss_weight
     args.dataset_kwargs = {"skip_prepare_dataset": True}
     args.remove_unused_columns = False
     # rows travel as JSON text: Arrow would pad nested fields (provenance, aus) across rows
-    dataset = Dataset.from_dict({"row": [json.dumps(r) for r in rows]})
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, data_collator=Collator(
-        processor, cache, recipe.target), processing_class=processor.tokenizer, compute_loss_func=lm_and_au_loss(
-        recipe.au_loss_weight))  # fmt: skip
-    return trainer, processor, skipped
+    dataset = Dataset.from_dict({"row": [json.dumps(r) for r in parts.rows]})
+    trainer = SFTTrainer(model=parts.model, args=args, train_dataset=dataset, data_collator=Collator(
+        parts.processor, parts.cache, recipe.target), processing_class=parts.processor.tokenizer,
+        compute_loss_func=lm_and_au_loss(recipe.au_loss_weight))  # fmt: skip
+    return trainer, parts.processor, parts.skipped
 
 
 def run_sft(argv: list[str]) -> Path:
@@ -134,22 +108,4 @@ def run_sft(argv: list[str]) -> Path:
 
 def run_sft_with(recipe: SFTRecipe, args) -> Path:
     """Train ``recipe`` with the ``SFTConfig`` ``args``, resuming from the last checkpoint; save ``final``."""
-    trainer, processor, skipped = build_trainer(recipe, args)
-    trainer.train(resume_from_checkpoint=last_checkpoint(args.output_dir))
-    final = save_final(trainer, processor, Path(args.output_dir) / "final")
-    if not trainer.accelerator.is_main_process:
-        return final
-    (final / "training_data.json").write_text(
-        json.dumps(
-            {
-                "stage": "sft",
-                "train_data": recipe.train_data,
-                "split": recipe.split,
-                "rows_used": len(trainer.train_dataset),
-                "skipped": skipped,
-                "recipe": {k: v for k, v in recipe.__dict__.items()},
-            },
-            indent=2,
-        )
-    )  # fmt: skip  (read by `emoreason model-card`)
-    return final
+    return run_stage(recipe, args, "sft", build_trainer)

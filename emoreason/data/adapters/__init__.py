@@ -1,7 +1,9 @@
 """Dataset adapters: each reads one corpus's published annotation format into :class:`Sample` rows.
 
 Every adapter module defines ``read(root: Path) -> Iterator[Sample]`` and raises
-:class:`DatasetFormatError` (naming the file and line) on a malformed annotation file.
+:class:`DatasetFormatError` (naming the file and line) on a malformed annotation file. A corpus whose release
+holds several benchmarks (RAF-DB basic and compound, MAFW single and compound) lists them in ``SUBSET_NAMES``
+and its ``read`` takes ``subset=`` to read one.
 """
 
 from __future__ import annotations
@@ -51,8 +53,18 @@ def csv_rows(path: Path, header: str | None = None) -> Iterator[tuple[int, list[
             yield line, row
 
 
-def get_adapter(name: str) -> Callable[[Path], Iterator[Sample]]:
+def _module(name: str):
     key = name.lower().replace("-", "").replace("_", "")
     if key not in ADAPTERS:
         raise DataError(f"unknown dataset {name!r}; known: {', '.join(sorted(ADAPTERS))}")
-    return importlib.import_module(f"{__name__}.{ADAPTERS[key]}").read
+    return importlib.import_module(f"{__name__}.{ADAPTERS[key]}")
+
+
+def get_adapter(name: str) -> Callable[..., Iterator[Sample]]:
+    """The ``read(root, ...)`` function of corpus ``name`` (DataError naming the known ones if unknown)."""
+    return _module(name).read
+
+
+def adapter_subsets(name: str) -> tuple[str, ...]:
+    """The subsets ``read(root, subset=...)`` of corpus ``name`` takes; ``()`` when it reads one benchmark."""
+    return tuple(getattr(_module(name), "SUBSET_NAMES", ()))

@@ -13,8 +13,8 @@ analyses of the release)::
     Train & Test Set/compound/with_caption/set_{1..5}/test.txt as single/with_caption
     data/clips/<clip>.mp4
 
-``read`` yields the single-expression benchmark (9,172 clips), ``read_compound`` the compound one (8,996 clips, one
-label per emotion of the combination). The five test lists of a benchmark partition its clips, so each clip is read
+``read`` yields the single-expression benchmark (9,172 clips), ``read(root, subset="compound")`` (or
+``read_compound``) the compound one (8,996 clips, one label per emotion of the combination). The five test lists of a benchmark partition its clips, so each clip is read
 once and gets ``split="fold<k>"``; the ``train.txt`` lists are the complements and are not read. The description is
 the English caption of the matching ``with_caption`` test list.
 
@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from emoreason.au import MAFW
+from emoreason.data import DataError
 from emoreason.data.adapters import DatasetFormatError
 from emoreason.data.schema import Sample
 
@@ -37,11 +38,19 @@ logger = logging.getLogger(__name__)
 
 FOLDS = 5
 SPLIT_DIR = "Train & Test Set"
+SUBSET_NAMES = ("single", "compound")  # the release's two benchmarks; `read` defaults to the single one
 
 
-def read(root: Path) -> Iterator[Sample]:
-    """Yield the single-expression benchmark: one sample per clip, one label in the ``"mafw"`` space."""
-    return _read(Path(root), "single")
+def read(root: Path, subset: str = "single") -> Iterator[Sample]:
+    """Yield one benchmark of :data:`SUBSET_NAMES`: one sample per clip, labels in the ``"mafw"`` space.
+
+    Raises:
+        DataError: ``subset`` is not one of :data:`SUBSET_NAMES`.
+        DatasetFormatError: a test list is missing or malformed (the message names the file and line).
+    """
+    if subset not in SUBSET_NAMES:
+        raise DataError(f"unknown MAFW subset {subset!r}; choose one of {', '.join(SUBSET_NAMES)}")
+    return _read(Path(root), subset)
 
 
 def read_compound(root: Path) -> Iterator[Sample]:

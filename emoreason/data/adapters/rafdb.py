@@ -16,7 +16,8 @@ Compound labels 1-11: Happily Surprised, Happily Disgusted, Sadly Fearful, Sadly
 Disgusted, Fearfully Angry, Fearfully Surprised, Angrily Surprised, Angrily Disgusted, Disgustedly Surprised, which
 is the order of :data:`emoreason.au.COMPOUND` (label space ``"compound"``). The split is the file name's prefix.
 
-Either subset may be missing, not both. A root that is itself the ``basic`` folder (``EmoLabel/`` directly under it,
+Either subset may be missing, not both; ``subset="basic"`` or ``"compound"`` reads one only (the published
+RAF-DB results are on the basic test set, and the two subsets have different label spaces). A root that is itself the ``basic`` folder (``EmoLabel/`` directly under it,
 a common re-packaging) is read as the basic subset. Uncertain: the compound list's exact file name is taken from
 loaders, not from the release README.
 """
@@ -27,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from emoreason.au import COMPOUND
+from emoreason.data import DataError
 from emoreason.data.adapters import DatasetFormatError
 from emoreason.data.schema import Sample
 
@@ -34,25 +36,34 @@ BASIC_LABELS = {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadn
 COMPOUND_LABELS = dict(enumerate(COMPOUND.labels, start=1))
 LIST_FILE = "EmoLabel/list_patition_label.txt"
 SUBSETS = (("basic/", "basic", BASIC_LABELS), ("compound/", "compound", COMPOUND_LABELS))
+SUBSET_NAMES = tuple(space for _, space, _ in SUBSETS)
 
 
-def read(root: Path) -> Iterator[Sample]:
+def read(root: Path, subset: str | None = None) -> Iterator[Sample]:
     """Yield one :class:`Sample` per image of the basic subset, then of the compound subset.
 
     Args:
         root: the RAF-DB folder holding ``basic/`` and/or ``compound/``.
+        subset: ``"basic"`` or ``"compound"`` to read that subset only; None reads every subset found.
 
     Raises:
-        DatasetFormatError: no label list was found, or one is malformed (the message names the file and line).
+        DatasetFormatError: no label list was found (for ``subset``: its list), or one is malformed (the message
+            names the file and line).
+        DataError: ``subset`` is not one of :data:`SUBSET_NAMES`.
     """
     root = Path(root)
+    if subset is not None and subset not in SUBSET_NAMES:
+        raise DataError(f"unknown RAF-DB subset {subset!r}; choose one of {', '.join(SUBSET_NAMES)}")
     subsets = [s for s in SUBSETS if (root / s[0] / LIST_FILE).is_file()]
     if not subsets and (root / LIST_FILE).is_file():
         subsets = [("", "basic", BASIC_LABELS)]
+    if subset is not None:
+        subsets = [s for s in subsets if s[1] == subset]
     if not subsets:
         raise DatasetFormatError(
-            root / "basic" / LIST_FILE, None, "missing RAF-DB label list; point the adapter at the folder with basic/"
-        )
+            root / (subset or "basic") / LIST_FILE, None,
+            f"missing RAF-DB {subset or 'basic'} label list; point the adapter at the folder with {subset or 'basic'}/",
+        )  # fmt: skip
     for prefix, space, labels in subsets:
         yield from _read_list(root, prefix, space, labels)
 
