@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from emoreason.constants import DEFAULT_ANALYSIS_FPS
 from emoreason.data import DataError
 from emoreason.data.schema import Sample
 from emoreason.train.data import CROP_MODES, TARGET_STYLES, MediaConfig
@@ -49,7 +50,7 @@ class TrainRecipe:
     crops: str = field(default="detect", metadata={"help": "detect: align the main face; frames: frames are crops"})
     evidence: bool = field(default=True, metadata={"help": "textualised AU/prosody evidence in the prompt"})
     use_audio: bool = field(default=True, metadata={"help": "feed the audio track"})
-    fps: float = field(default=8.0, metadata={"help": "analysis frames per second"})
+    fps: float = field(default=DEFAULT_ANALYSIS_FPS, metadata={"help": "analysis frames per second"})
     cache_dir: str = field(default=".cache/emoreason", metadata={"help": "preprocessed media cache"})
     lora: bool = field(default=True, metadata={"help": "LoRA on the LM (False: train the whole LM)"})
     lora_r: int = 16

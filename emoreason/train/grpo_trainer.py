@@ -1,0 +1,103 @@
+"""The GRPO trainer: TRL's ``GRPOTrainer`` with the face and audio tensors carried to generation and to the
+log-prob forward, which TRL cannot do for this model on its own.
+
+Its own module, at module level, so it can be imported, documented and tested; it needs ``trl``, so only the
+GRPO stage (:func:`emoreason.train.grpo.build_trainer`) imports it, when a run builds its trainer.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from trl import GRPOTrainer
+from trl.models.utils import unwrap_model_for_generation
+from trl.trainer.utils import pad
+
+from emoreason.data.schema import Sample
+from emoreason.model.processor import MEDIA_KEYS
+
+
+class EmoReasonGRPOTrainer(GRPOTrainer):
+    """TRL's GRPOTrainer, carrying the face and audio tensors to ``generate`` and to the log-prob forward.
+
+    A subclass is unavoidable: TRL 1.16 builds prompts with the tokenizer's chat template (our placeholders
+    must expand to the compressed face/audio tokens) and forwards only image tensors of its known VLM layouts,
+    silently dropping ``frame_mask``, ``input_features`` and ``audio_mask``. The overrides only supply those:
+    prompt ids and media per row (``_generate_and_score_completions``, ``_tokenize_prompts``), generation with
+    media (``_generate_single_turn``; our ``generate`` returns only the new tokens) and the media for each
+    log-prob forward (``_compute_loss``, ``_get_per_token_logps_and_entropies``). Scoring, advantages and the
+    loss are TRL's.
+    """
+
+    def __init__(self, *args, processor, cache, **kwargs):
+        """TRL's arguments plus the emoreason ``processor`` and the ``cache`` of prepared media."""
+        self.emo_processor, self.media_cache = processor, cache
+        self._prompt_ids: list[list[int]] = []
+        self._media: dict[str, torch.Tensor] = {}
+        super().__init__(*args, **kwargs)
+
+    def _prompt_features(self, row: str):
+        """One row's prompt as model inputs: ids with the media placeholders expanded, plus its media."""
+        prepared = self.media_cache.get(Sample.from_dict(json.loads(row)))  # cached; usable (checked upfront)
+        messages = self.emo_processor.build_messages(prepared.evidence, has_audio=prepared.waveform is not None)
+        return self.emo_processor(messages, faces=prepared.crops, audio=prepared.waveform)
+
+    def _generate_and_score_completions(self, inputs):
+        """Override: our prompt ids and media for the batch, then TRL's; the media ride on its output."""
+        features = [self._prompt_features(x["row"]) for x in inputs]
+        self._prompt_ids = [f["input_ids"][0].tolist() for f in features]
+        device = self.accelerator.device
+        self._media = {k: torch.cat([f[k] for f in features]).to(device) for k in MEDIA_KEYS}  # [B*G, ...]
+        output = super()._generate_and_score_completions(inputs)
+        return output | self._media  # split and shuffled with the completions, for _compute_loss
+
+    def _tokenize_prompts(self, prompts):
+        """Override: the ids made above (TRL's chat template would not expand the placeholders)."""
+        return self._prompt_ids, None, {}
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, **kwargs):
+        """Override: ``generate`` with the media; completions cut after their first EOS (kept)."""
+        device, pad_id = self.accelerator.device, self._tokenizer.pad_token_id
+        rows = [torch.tensor(ids) for ids in prompt_ids]
+        input_ids = pad(rows, padding_value=pad_id, padding_side="left").to(device)
+        attention_mask = pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="left").to(device)
+        with (
+            unwrap_model_for_generation(self.model_wrapped, self.accelerator,
+                                        gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                                        generation_kwargs=self.generation_kwargs,
+                                        gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs)
+            as model, torch.no_grad(), self._dist.summon_full_params(self.model_wrapped, recurse=False),
+        ):  # fmt: skip
+            completion_ids = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                **self._media,
+                generation_config=self.generation_config,
+            )  # fmt: skip  [B, N] new
+        is_eos = torch.isin(completion_ids, torch.tensor(self.eos_token_ids, device=completion_ids.device))
+        ends = torch.where(is_eos.any(1), is_eos.int().argmax(1), completion_ids.size(1))  # first EOS, kept
+        return [row[: int(end) + 1].tolist() for row, end in zip(completion_ids.cpu(), ends.cpu())], None
+
+    def _compute_loss(self, model, inputs):
+        """Override: the media of this (split, shuffled) batch, for the log-prob forward; TRL's loss."""
+        self._media = {k: inputs[k] for k in MEDIA_KEYS}
+        return super()._compute_loss(model, inputs)
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                           batch_size=None, compute_entropy=False, compute_aux_loss=False,
+                                           **image_inputs):  # fmt: skip
+        """Override: the forward with the media; the fused LM head gives log-probs and entropies."""
+        batch_size = batch_size or input_ids.size(0)
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            ids, mask = input_ids[start : start + batch_size], attention_mask[start : start + batch_size]
+            media = {k: v[start : start + batch_size] for k, v in self._media.items()}
+            labels = ids.masked_fill(mask == 0, -100)
+            labels[:, :-logits_to_keep] = -100  # only the completion is scored
+            with self.accelerator.autocast():
+                out = model(input_ids=ids, attention_mask=mask, **media, labels=labels, fused_lm_head=True)
+            logps.append(out.log_probs[:, -logits_to_keep:])
+            if compute_entropy:
+                entropies.append(out.entropy[:, -logits_to_keep:])
+        return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None

@@ -1,0 +1,168 @@
+"""What every training stage does around its TRL trainer, written once: read the recipe, load the model, the
+processor and the media cache, pick the rows to train on, train (resuming a killed run from its last
+checkpoint), save ``<output_dir>/final`` and record what it was trained on in ``training_data.json``.
+
+SFT (:mod:`emoreason.train.sft`), GRPO (:mod:`emoreason.train.grpo`) and self-improvement
+(:mod:`emoreason.train.self_improve`) differ only in their recipe and in how they build the trainer; they hand
+that builder to :func:`run_stage`. The ``scripts/train_*.py`` entry points call :func:`script_main`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from emoreason.data import DataError
+from emoreason.data.jsonl import read_samples
+from emoreason.train.data import MediaCache
+from emoreason.train.recipe import RecipeError, TrainRecipe
+
+logger = logging.getLogger(__name__)
+
+
+def parse_recipe(recipe_class, config_class, argv: list[str]):
+    """``(recipe, trl_config)`` from ``--config FILE`` and overrides (TrlParser); TRL's own checks -> RecipeError."""
+    from trl import TrlParser
+
+    try:
+        return TrlParser((recipe_class, config_class)).parse_args_and_config(args=argv)
+    except ValueError as exc:  # TRL's own argument checks (batch sizes, num_generations, ...)
+        raise RecipeError(str(exc)) from exc
+
+
+def script_main(run, prog: str) -> int:
+    """Body of the ``scripts/train_*.py`` entry points: run on ``sys.argv``, recipe mistakes as one line."""
+    import sys
+
+    try:
+        final = run(sys.argv[1:])
+    except (DataError, OSError) as exc:  # a recipe mistake: one line, no traceback
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"trained checkpoint written to {final}")
+    return 0
+
+
+def load_model(recipe: TrainRecipe):
+    """The recipe's checkpoint ready to train: LoRA attached (or the whole LM unfrozen), in train mode."""
+    from emoreason.model.checkpoint import apply_lora, has_lora, load_checkpoint
+
+    model = load_checkpoint(recipe.model_path, trainable=True)
+    if recipe.lora and not has_lora(model):
+        apply_lora(model, r=recipe.lora_r, alpha=recipe.lora_alpha)
+    elif not recipe.lora:
+        if has_lora(model):
+            raise RecipeError(f"lora: false, but {recipe.model_path} has a LoRA adapter; set lora: true to train it")
+        model.language_model.requires_grad_(True)
+    model.train()
+    return model
+
+
+def load_processor_and_cache(recipe: TrainRecipe):
+    """(processor, media cache) of the recipe's checkpoint and media settings."""
+    from emoreason.model.processor import EmoReasonProcessor
+
+    processor = EmoReasonProcessor.from_pretrained(recipe.model_path)
+    return processor, MediaCache(recipe.cache_dir, processor, recipe.media_config())
+
+
+def load_rows(recipe: TrainRecipe, cache: MediaCache) -> tuple[list[dict], dict]:
+    """Rows of the recipe's split that its stage can train on (:meth:`TrainRecipe.trainable`) and whose media
+    are usable, at most ``max_samples``; counts of what was skipped."""
+    rows, skipped = [], {"split": 0, recipe.lacks: 0, "unusable media": 0}
+    for sample in read_samples(recipe.train_data):
+        if recipe.split is not None and sample.split != recipe.split:
+            skipped["split"] += 1
+        elif not recipe.trainable(sample):
+            skipped[recipe.lacks] += 1
+        elif cache.get(sample) is None:
+            skipped["unusable media"] += 1
+        else:
+            rows.append(sample.to_dict())
+        if recipe.max_samples and len(rows) >= recipe.max_samples:
+            break
+    if not rows:
+        raise RecipeError(f"train_data: {recipe.train_data} has no usable training rows ({skipped})")
+    return rows, skipped
+
+
+@dataclass
+class Parts:
+    """What a stage's trainer is built from: the model to train, its processor, the media cache, the rows."""
+
+    model: object
+    processor: object
+    cache: MediaCache
+    rows: list[dict]
+    skipped: dict
+
+
+def load_parts(recipe: TrainRecipe) -> Parts:
+    """The model (ready to train), processor, media cache and training rows of ``recipe``."""
+    model = load_model(recipe)
+    processor, cache = load_processor_and_cache(recipe)
+    rows, skipped = load_rows(recipe, cache)
+    logger.info("training on %d rows (skipped: %s)", len(rows), skipped)
+    return Parts(model, processor, cache, rows, skipped)
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-*`` under ``output_dir`` (a killed run resumes from it), or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    if last:
+        logger.info("resuming from %s", last)
+    return last
+
+
+def save_final(trainer, processor, path: str | Path) -> Path:
+    """Write the trained model as an emoreason checkpoint from rank 0 (every rank must call this).
+
+    Under FSDP or DeepSpeed ZeRO-3 the weights are sharded: they are gathered into a full state dict first and
+    loaded into an unsharded copy of the model, which is what gets written.
+    """
+    from emoreason.model.checkpoint import apply_lora, has_lora, save_checkpoint
+
+    accelerator, path = trainer.accelerator, Path(path)
+    model = accelerator.unwrap_model(trainer.model_wrapped)
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        state = accelerator.get_state_dict(trainer.model_wrapped)  # full weights on rank 0
+        if accelerator.is_main_process:
+            full = type(model)(model.config)
+            if has_lora(model):
+                config = model.language_model.peft_config["default"]
+                apply_lora(full, r=config.r, alpha=config.lora_alpha, target_modules=tuple(config.target_modules))
+            full.load_state_dict(state)
+            model = full
+    if accelerator.is_main_process:
+        save_checkpoint(model, path, processor=processor)
+    accelerator.wait_for_everyone()
+    return path
+
+
+def run_stage(recipe: TrainRecipe, args, stage: str, build_trainer: Callable, **record) -> Path:
+    """Build the stage's trainer, train (resuming from the last ``checkpoint-*``), save ``<output_dir>/final``.
+
+    Args:
+        recipe: the stage's recipe; ``args``: its TRL config (``SFTConfig``, ``GRPOConfig``).
+        stage: the stage's name in ``training_data.json`` (``"sft"``, ``"grpo"``).
+        build_trainer: ``(recipe, args) -> (trainer, processor, skipped counts)``, the stage's own.
+        record: stage-specific entries of ``training_data.json`` (GRPO: the reward weights).
+
+    Returns:
+        The final emoreason checkpoint directory; rank 0 also writes ``training_data.json`` there (read by
+        ``emoreason model-card``).
+    """
+    trainer, processor, skipped = build_trainer(recipe, args)
+    trainer.train(resume_from_checkpoint=last_checkpoint(args.output_dir))
+    final = save_final(trainer, processor, Path(args.output_dir) / "final")
+    if trainer.accelerator.is_main_process:
+        used = {"stage": stage, "train_data": recipe.train_data, "split": recipe.split,
+                "rows_used": len(trainer.train_dataset), "skipped": skipped, **record,
+                "recipe": dict(recipe.__dict__)}  # fmt: skip
+        (final / "training_data.json").write_text(json.dumps(used, indent=2))
+    return final
