@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--dataset", required=True, help="corpus name, e.g. dfew, mafw, rafdb, bp4d, casme2")
     build.add_argument("--root", type=Path, required=True, help="the corpus's root folder")
     build.add_argument("--out", type=Path, required=True, help="output .jsonl")
+    build.add_argument("--subset", help="one benchmark of a corpus that has several: rafdb basic|compound (default: "
+                       "both), mafw single|compound (default: single)")  # fmt: skip
     stats = data_sub.add_parser("stats", help="counts, label balance, AU histogram of a .jsonl sample file")
     stats.add_argument("path", type=Path)
     stats.add_argument("--json", action="store_true", help="print the statistics as JSON")
@@ -83,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--backend", default="rules", choices=BACKENDS, help="rules (default), hf, vllm")
     ev.add_argument("--model", help="checkpoint directory (hf backend) or served model name (vllm backend)")
     ev.add_argument("--server", help="URL of an `emoreason serve` server (vllm backend)")
-    ev.add_argument("--split", default="test", help="evaluate rows of this split ('all' for every row)")
+    ev.add_argument("--split", default=None, help="evaluate rows of this split ('all' for every row; default: the "
+                    "corpus's published protocol, e.g. DFEW's five folds averaged)")  # fmt: skip
     ev.add_argument("--limit", type=int, help="evaluate at most this many samples")
     ev.add_argument("--train-data", help="training .jsonl, to check that no test subject was trained on")
     ev.add_argument("--config", type=Path, help="a suite YAML: several benchmarks, one summary")
@@ -224,10 +227,9 @@ def run_data(args: argparse.Namespace) -> int:
     if args.data_command == "build":
         from emoreason.data.build import build_dataset
 
-        result = build_dataset(args.dataset, args.root, args.out)
-        print(
-            f"{result['rows']} samples of {result['dataset']} written to {result['out']} (splits: {result['splits']})"
-        )
+        result = build_dataset(args.dataset, args.root, args.out, subset=args.subset)
+        print(f"{result['rows']} samples of {result['dataset']} written to {result['out']} (splits: "
+              f"{result['splits']}, label spaces: {result['label_spaces']})")  # fmt: skip
         return 0
     from emoreason.data.stats import dataset_stats, format_stats
 
@@ -282,7 +284,7 @@ def run_eval(args: argparse.Namespace) -> int:
     try:
         config = EvalConfig(benchmark=args.benchmark, data=args.data, backend=args.backend, model=args.model,
                             server=args.server,
-                            split=None if args.split == "all" else args.split, limit=args.limit,
+                            split=args.split, limit=args.limit,
                             out=str(args.out or "results"), train_data=args.train_data)  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
@@ -292,7 +294,9 @@ def run_eval(args: argparse.Namespace) -> int:
     finally:
         close()
     emotion = results["metrics"]["emotion"] or {}
-    summary = {k: emotion.get(k) for k in ("n", "accuracy", "uar", "macro_f1")} | results["metrics"]["rates"]
+    summary = {"protocol": results["protocol"]["name"], **{k: emotion.get(k) for k in ("n", "accuracy", "uar",
+               "macro_f1")}, "macro_au_f1": (results["metrics"]["au"] or {}).get("macro_au_f1")}  # fmt: skip
+    summary |= results["metrics"]["rates"]
     print(json.dumps(summary))
     print(f"results in {run_dir(config)}")
     return 0
@@ -338,7 +342,6 @@ def run_model(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ImportError(f"building a checkpoint needs the model extra: bash scripts/setup.sh weights ({exc})") from exc
     from emoreason.evaluation.model_card import write_model_card
-
     from emoreason.model.importers.wheels import WeightFileError
 
     try:

@@ -87,7 +87,9 @@ def test_report_and_model_card_from_a_real_run(benchmark, tmp_path):
     from emoreason.model.tiny import make_tiny_checkpoint
 
     data, _ = benchmark
-    evaluate(EvalConfig("rafdb", str(data), out=str(tmp_path / "results")))
+    rafdb = tmp_path / "rafdb.jsonl"  # a benchmark named after a corpus must hold that corpus's rows
+    rafdb.write_text("".join(json.dumps(r | {"dataset": "rafdb"}) + "\n" for r in read_jsonl(data)))
+    evaluate(EvalConfig("rafdb", str(rafdb), out=str(tmp_path / "results")))
     result = subprocess.run([sys.executable, "-m", "emoreason.cli", "eval", "report", str(tmp_path / "results"),
                              "--out", str(tmp_path / "report.md")], capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr

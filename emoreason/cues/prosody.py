@@ -146,10 +146,20 @@ def analyze_prosody(clip: AudioClip) -> Prosody:
     """
     if not clip.has_audio:
         return Prosody(has_audio=False, duration_s=0.0)
-    f0, periodicity, rms_db = _frame_features(clip.waveform, clip.sample_rate)
-    hop_s = round(FRAME_HOP_S * clip.sample_rate) / clip.sample_rate
-    times = clip.start_s + hop_s * np.arange(rms_db.size)
-    result = Prosody(has_audio=True, duration_s=clip.duration_s, silent=not bool(np.any(rms_db > SILENCE_FLOOR_DBFS)))
+    features = FrameFeatures(clip.sample_rate)
+    features.feed(clip.waveform)
+    return prosody_from_features(features, clip.start_s)
+
+
+def prosody_from_features(features: FrameFeatures, start_s: float = 0.0) -> Prosody:
+    """The :class:`Prosody` of a clip whose samples were all fed to ``features`` (it is finished here); ``start_s``:
+    the time of its first sample on the file's timeline."""
+    f0, periodicity, rms_db = features.finish()
+    sample_rate = features.sample_rate
+    hop_s = round(FRAME_HOP_S * sample_rate) / sample_rate
+    times = start_s + hop_s * np.arange(rms_db.size)
+    duration_s = features.samples / sample_rate
+    result = Prosody(has_audio=True, duration_s=duration_s, silent=not bool(np.any(rms_db > SILENCE_FLOOR_DBFS)))
     if result.silent:
         return result
 
@@ -188,30 +198,56 @@ def analyze_prosody(clip: AudioClip) -> Prosody:
     return result
 
 
-def _frame_features(y: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-frame f0 (Hz), periodicity (0-1) and RMS level (dBFS), frames centred every FRAME_HOP_S, each [F]."""
-    import librosa
+class FrameFeatures:
+    """Per-frame f0 (Hz), periodicity (0-1) and RMS level (dBFS), frames centred every FRAME_HOP_S, computed as the
+    samples arrive: :meth:`feed` them in any pieces, then :meth:`finish`. Memory is a few thousand frames of audio
+    plus three floats per frame, however long the clip (an hour of audio is 360k frames, 9 MB)."""
 
-    hop = max(1, round(FRAME_HOP_S * sample_rate))
-    length = 2 ** math.ceil(math.log2(PITCH_WINDOW_S * sample_rate))
-    rms_width = max(1, round(RMS_WINDOW_S * sample_rate))
-    n_frames = 1 + y.size // hop
-    # Centre frame i on sample i * hop, as librosa's center=True does; blocks of frames then match one long pass.
-    padded = np.pad(y.astype(np.float32, copy=False), (length // 2, length // 2))
-    f0s, periodicities, levels = [], [], []
-    for i0 in range(0, n_frames, _CHUNK_FRAMES):
-        i1 = min(n_frames, i0 + _CHUNK_FRAMES)
-        block = padded[i0 * hop : (i1 - 1) * hop + length]
-        frames = librosa.util.frame(block, frame_length=length, hop_length=hop)  # [L, n]
-        f0 = librosa.yin(
-            block, fmin=FMIN_HZ, fmax=FMAX_HZ, sr=sample_rate, frame_length=length, hop_length=hop, center=False
-        )
-        f0s.append(f0)
-        periodicities.append(_periodicity(frames, np.round(sample_rate / f0).astype(int)))
-        middle = frames[length // 2 - rms_width // 2 : length // 2 - rms_width // 2 + rms_width]
+    def __init__(self, sample_rate: int):
+        self.sample_rate = sample_rate
+        self.hop = max(1, round(FRAME_HOP_S * sample_rate))
+        self.length = 2 ** math.ceil(math.log2(PITCH_WINDOW_S * sample_rate))
+        self.rms_width = max(1, round(RMS_WINDOW_S * sample_rate))
+        # frame i is centred on sample i * hop, as librosa's center=True does: the buffer starts with half a window
+        self.buffer = np.zeros(self.length // 2, np.float32)
+        self.samples = 0  # fed so far
+        self.done = 0  # frames computed so far (the buffer starts at padded sample done * hop)
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def feed(self, samples: np.ndarray) -> None:
+        """Add the next samples [S] (float32 at ``sample_rate``)."""
+        self.buffer = np.concatenate([self.buffer, np.asarray(samples, np.float32)])
+        self.samples += len(samples)
+        need = (_CHUNK_FRAMES - 1) * self.hop + self.length
+        while len(self.buffer) >= need:
+            self._compute(_CHUNK_FRAMES)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(f0, periodicity, rms_db)``, each [F] with F = 1 + samples // hop."""
+        self.buffer = np.concatenate([self.buffer, np.zeros(self.length // 2, np.float32)])
+        total = 1 + self.samples // self.hop
+        while self.done < total:
+            self._compute(min(_CHUNK_FRAMES, total - self.done))
+        if not self.parts:
+            return np.zeros(0), np.zeros(0), np.zeros(0)
+        return tuple(np.concatenate([part[k] for part in self.parts]) for k in range(3))
+
+    def _compute(self, count: int) -> None:
+        import librosa
+
+        hop, length = self.hop, self.length
+        block = self.buffer[: (count - 1) * hop + length]
+        if len(block) < length:  # the last frames of a clip shorter than one window: pad it
+            block = np.pad(block, (0, length - len(block)))
+        frames = librosa.util.frame(block, frame_length=length, hop_length=hop)[:, :count]  # [L, n]
+        f0 = librosa.yin(block, fmin=FMIN_HZ, fmax=FMAX_HZ, sr=self.sample_rate, frame_length=length, hop_length=hop,
+                         center=False)[:count]  # fmt: skip
+        middle = frames[length // 2 - self.rms_width // 2 : length // 2 - self.rms_width // 2 + self.rms_width]
         rms = np.sqrt(np.mean(np.square(middle, dtype=np.float64), axis=0))
-        levels.append(20 * np.log10(np.maximum(rms, 1e-5)))
-    return np.concatenate(f0s), np.concatenate(periodicities), np.concatenate(levels)
+        self.parts.append((f0, _periodicity(frames, np.round(self.sample_rate / f0).astype(int)),
+                           20 * np.log10(np.maximum(rms, 1e-5))))  # fmt: skip
+        self.buffer = self.buffer[count * hop :]
+        self.done += count
 
 
 def _periodicity(frames: np.ndarray, lags: np.ndarray) -> np.ndarray:

@@ -84,7 +84,7 @@ def reliability(rows: list[dict], label_space: str | None = None, bins: int = RE
     """
     stats = [[0, 0.0, 0.0] for _ in range(bins)]  # per bin: n, sum of confidence, sum of correctness
     for row in rows:
-        confidence, correct = row.get("confidence"), _correct(row, label_space)
+        confidence, correct = row.get("confidence"), _correct(row, row.get("label_space") or label_space)
         if confidence is None or correct is None:
             continue
         if not 0.0 <= float(confidence) <= 1.0:

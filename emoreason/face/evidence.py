@@ -151,8 +151,8 @@ def collect(
 
     started = time.perf_counter()
     sampling = sampling or Sampling()
+    check_file(path)  # before the face models load: a missing file fails at once
     analyzer = analyzer or FaceAnalyzer(fps=sampling.fps, max_frames=sampling.max_frames, max_side=sampling.max_side)
-    check_file(path)
     if is_image(path):
         if span is not None and any(t is not None for t in span):
             raise SpanError(f"{path}: a still image has no time span", "start")

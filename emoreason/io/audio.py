@@ -100,25 +100,51 @@ def load_audio(
     >>> clip.sample_rate, round(clip.duration_s, 1)  # doctest: +SKIP
     (16000, 3.0)
     """
-    import av
+    stream = AudioStream(path, sample_rate, start_s, end_s)
+    chunks = list(stream)
+    waveform = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if stream.has_audio and waveform.size == 0:
+        logger.warning("%s: no audio samples between %.2f s and %s", path, stream.start_s, end_s)
+    return AudioClip(waveform, sample_rate, start_s=stream.start_s, has_audio=stream.has_audio)
 
-    start_s = _check_span(sample_rate, start_s, end_s)
-    path = check_file(path)
-    try:
-        container = av.open(str(path)) if _utf8(path) else av.open(open(path, "rb"))  # noqa: SIM115
-    except (av.FFmpegError, OSError, ValueError) as err:
-        raise MediaError(f"{path}: cannot read audio, not a media file FFmpeg can open ({err})") from err
-    with container:
-        if not container.streams.audio:
-            logger.info("%s has no audio stream", path)
-            return AudioClip(np.zeros(0, np.float32), sample_rate, start_s=start_s, has_audio=False)
+
+class AudioStream:
+    """The span's samples as they are decoded: iterate for float32 chunks [S] (each file sample once, in order).
+
+    ``has_audio`` is False (and the iteration empty) for a file without an audio stream. The file is opened here and
+    closed when the iteration ends.
+
+    Raises:
+        MediaError: the file is missing, empty, not a media file FFmpeg can open, or its audio is corrupt.
+        ValueError: `sample_rate` or the span is invalid.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int = AUDIO_SAMPLE_RATE, start_s: float | None = None,
+                 end_s: float | None = None):  # fmt: skip
+        import av
+
+        self.start_s = _check_span(sample_rate, start_s, end_s)
+        self.path, self.sample_rate, self.end_s = check_file(path), sample_rate, end_s
         try:
-            waveform = _decode_span(container, sample_rate, start_s, end_s)
+            self._container = av.open(str(self.path)) if _utf8(self.path) else av.open(open(self.path, "rb"))  # noqa: SIM115
+        except (av.FFmpegError, OSError, ValueError) as err:
+            raise MediaError(f"{self.path}: cannot read audio, not a media file FFmpeg can open ({err})") from err
+        self.has_audio = bool(self._container.streams.audio)
+        if not self.has_audio:
+            logger.info("%s has no audio stream", self.path)
+            self._container.close()
+
+    def __iter__(self):
+        import av
+
+        if not self.has_audio:
+            return
+        try:
+            yield from _decode_span(self._container, self.sample_rate, self.start_s, self.end_s)
         except av.FFmpegError as err:
-            raise MediaError(f"{path}: the audio track is corrupt ({err})") from err
-    if waveform.size == 0:
-        logger.warning("%s: no audio samples between %.2f s and %s", path, start_s, end_s)
-    return AudioClip(waveform, sample_rate, start_s=start_s, has_audio=True)
+            raise MediaError(f"{self.path}: the audio track is corrupt ({err})") from err
+        finally:
+            self._container.close()
 
 
 def _utf8(path: Path) -> bool:
@@ -129,9 +155,9 @@ def _utf8(path: Path) -> bool:
         return False
 
 
-def _decode_span(container, sample_rate: int, start_s: float, end_s: float | None) -> np.ndarray:
-    """Samples of the first audio stream from `start_s` to `end_s` (file timeline, zeros where the stream has none
-    yet), mono float32 at `sample_rate`, [S]. The stream's own start time counts as its first sample's time."""
+def _decode_span(container, sample_rate: int, start_s: float, end_s: float | None):
+    """Yield the samples of the first audio stream from `start_s` to `end_s` (file timeline, zeros where the stream
+    has none yet), mono float32 at `sample_rate`, in chunks [S]. The file's start time is time 0."""
     import av
 
     stream = container.streams.audio[0]
@@ -139,34 +165,44 @@ def _decode_span(container, sample_rate: int, start_s: float, end_s: float | Non
     if start_s > 1.0:  # skip what comes before the span (to a packet at or before it)
         container.seek(int((start_s - 0.5 + origin) / stream.time_base), stream=stream, backward=True)
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-    first = round(start_s * sample_rate)
-    last = None if end_s is None else round(end_s * sample_rate)
-    chunks, position = [], None  # position: the file-timeline sample number of the next resampled sample
+    span = _Span(round(start_s * sample_rate), None if end_s is None else round(end_s * sample_rate))
     for frame in container.decode(stream):
-        if position is None:
+        if span.position is None:
             stamp = frame.pts * stream.time_base if frame.pts is not None else 0
-            position = round((float(stamp) - origin) * sample_rate)
+            span.position = round((float(stamp) - origin) * sample_rate)
         for out in resampler.resample(frame):
-            position = _keep(chunks, out.to_ndarray()[0], position, first, last)
-        if last is not None and position >= last:
-            break
-    else:
-        if position is not None:
-            for out in resampler.resample(None):  # flush
-                position = _keep(chunks, out.to_ndarray()[0], position, first, last)
-    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+            yield from span.cut(out.to_ndarray()[0])
+        if span.over():
+            return
+    if span.position is not None:
+        for out in resampler.resample(None):  # flush
+            yield from span.cut(out.to_ndarray()[0])
 
 
-def _keep(chunks: list, samples: np.ndarray, position: int, first: int, last: int | None) -> int:
-    """Append the part of `samples` (starting at file sample `position`) inside [first, last); zero-fill a gap
-    between the span's start and a stream that begins later. Returns the next position."""
-    end = position + samples.size
-    if not chunks and position > first:  # the stream starts after the span: silence until it does
-        chunks.append(np.zeros(position - first if last is None else min(position, last) - first, np.float32))
-    lo, hi = max(first, position), end if last is None else min(end, last)
-    if hi > lo:
-        chunks.append(np.asarray(samples[lo - position : hi - position], dtype=np.float32))
-    return end
+class _Span:
+    """Cuts the decoded samples to [first, last) of the file's sample numbers, zero-filling a late stream start."""
+
+    def __init__(self, first: int, last: int | None):
+        self.first, self.last = first, last
+        self.position: int | None = None  # file sample number of the next decoded sample
+        self.started = False
+
+    def over(self) -> bool:
+        return self.last is not None and self.position is not None and self.position >= self.last
+
+    def cut(self, samples: np.ndarray):
+        position, end = self.position, self.position + samples.size
+        if not self.started and position > self.first:  # the stream starts after the span: silence until it does
+            gap = (position if self.last is None else min(position, self.last)) - self.first
+            if gap > 0:
+                yield np.zeros(gap, np.float32)
+        self.started = True
+        lo, hi = max(self.first, position), end if self.last is None else min(end, self.last)
+        if hi > lo:
+            yield np.asarray(samples[lo - position : hi - position], dtype=np.float32)
+        self.position = end
+
+
 
 
 def _check_span(sample_rate: int, start_s: float | None, end_s: float | None) -> float:
