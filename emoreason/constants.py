@@ -5,6 +5,8 @@ Every module imports these from here so that a value is defined exactly once.
 
 # Audio is resampled to this rate everywhere (Whisper-style encoders expect 16 kHz).
 AUDIO_SAMPLE_RATE = 16_000
+# The audio a model hears: the first this many seconds of a clip (Whisper's window); prosody reads all of it.
+MODEL_AUDIO_S = 30.0
 
 # Default number of frames analysed per second of video. AU onsets last ~0.1-0.5 s, so 8 fps
 # resolves onset/apex/offset while keeping per-clip cost low on a CPU.

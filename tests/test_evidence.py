@@ -32,18 +32,18 @@ NO_TORCH = (  # a Python with torch unimportable (a meta-path finder: sys.module
 def opens(monkeypatch):
     """Counts how often the video and the audio decoders are opened during a test."""
     counts = {"video": 0, "audio": 0}
-    video_init, load_audio = evidence_module.VideoFile.__init__, audio_module.load_audio
+    video_init, audio_init = evidence_module.VideoFile.__init__, audio_module.AudioStream.__init__
 
-    def counting_init(self, *args, **kwargs):
+    def counting_video(self, *args, **kwargs):
         counts["video"] += 1
         video_init(self, *args, **kwargs)
 
-    def counting_load(*args, **kwargs):
+    def counting_audio(self, *args, **kwargs):
         counts["audio"] += 1
-        return load_audio(*args, **kwargs)
+        audio_init(self, *args, **kwargs)
 
-    monkeypatch.setattr(evidence_module.VideoFile, "__init__", counting_init)
-    monkeypatch.setattr(audio_module, "load_audio", counting_load)
+    monkeypatch.setattr(evidence_module.VideoFile, "__init__", counting_video)
+    monkeypatch.setattr(audio_module.AudioStream, "__init__", counting_audio)
     return counts
 
 
@@ -56,7 +56,17 @@ def test_one_pass_gives_analysis_crops_key_frames_and_audio(smile_video, opens):
     assert len(evidence.key_frames) == evidence.analysis.frames_analyzed  # one JPEG per analysed frame
     assert all(jpeg[:2] == b"\xff\xd8" for jpeg in evidence.key_frames.values())
     assert evidence.waveform is not None and evidence.waveform.size == pytest.approx(3.0 * 16_000, rel=0.05)
-    assert evidence.prosody is not None
+    assert evidence.prosody is not None and evidence.prosody.duration_s == pytest.approx(3.0, abs=0.07)
+
+
+def test_a_model_hears_the_first_30_s_and_prosody_reads_it_all(tmp_path, smile_frames):
+    from emoreason.synthetic import voice_like, write_video
+
+    frames = np.concatenate([smile_frames[0][::4]] * 12)  # 36 s at 3 fps
+    path = write_video(tmp_path / "long.mp4", frames, 3.0, voice_like(36.0))
+    evidence = collect(path, sampling=Sampling(fps=1.0, model_crops=2))
+    assert evidence.audio.duration_s == pytest.approx(30.0, abs=0.01)  # the audio tower's window
+    assert evidence.prosody.duration_s == pytest.approx(36.0, abs=0.1)
 
 
 def test_explain_html_and_model_decode_once(smile_video, tiny_checkpoint, tmp_path, opens, capsys):

@@ -26,6 +26,7 @@ from emoreason.constants import (
     DEFAULT_MAX_SIDE,
     IMAGE_MAX_SIDE,
     KEY_FRAME_SIDE,
+    MODEL_AUDIO_S,
 )
 from emoreason.io.errors import MediaError, check_file
 from emoreason.io.video import Frame, VideoFile, is_image, load_image, sample_times
@@ -93,8 +94,9 @@ class Evidence:
         crop_times: ``[T]`` times of the crops, seconds.
         key_frames: analysed frame number -> JPEG bytes (at most KEY_FRAME_SIDE), when asked for.
         key_frame_scale: key-frame pixels per analysed-frame pixel.
-        audio: the span's :class:`~emoreason.io.audio.AudioClip` (None when audio was not asked for or unreadable).
-        prosody: :class:`~emoreason.cues.prosody.Prosody` measured on ``audio``.
+        audio: the first MODEL_AUDIO_S seconds of the span's audio, the model's window, as an
+            :class:`~emoreason.io.audio.AudioClip` (None when audio was not asked for or is unreadable).
+        prosody: :class:`~emoreason.cues.prosody.Prosody` of the whole span's audio.
     """
 
     source: str
@@ -221,14 +223,25 @@ def resolve_span(span, duration_s: float, name: str = "video") -> tuple[float, f
 
 
 def _add_audio(evidence: Evidence) -> None:
-    from emoreason.cues.prosody import analyze_prosody
-    from emoreason.io.audio import load_audio
+    """Prosody of the span's audio, measured as it streams past, and its first MODEL_AUDIO_S seconds kept for a
+    model (the audio tower's window): memory does not grow with the video's length."""
+    from emoreason.cues.prosody import FrameFeatures, Prosody, prosody_from_features
+    from emoreason.io.audio import AudioClip, AudioStream
 
     tick = time.perf_counter()
     start, end = evidence.span if evidence.span is not None else (None, None)
     try:
-        evidence.audio = load_audio(evidence.source, AUDIO_SAMPLE_RATE, start_s=start, end_s=end)
-        evidence.prosody = analyze_prosody(evidence.audio)
+        stream = AudioStream(evidence.source, AUDIO_SAMPLE_RATE, start_s=start, end_s=end)
+        features, kept, room = FrameFeatures(AUDIO_SAMPLE_RATE), [], round(MODEL_AUDIO_S * AUDIO_SAMPLE_RATE)
+        for chunk in stream:
+            features.feed(chunk)
+            if room > 0:
+                kept.append(chunk[:room])
+                room -= len(kept[-1])
+        waveform = np.concatenate(kept) if kept else np.zeros(0, np.float32)
+        evidence.audio = AudioClip(waveform, AUDIO_SAMPLE_RATE, start_s=stream.start_s, has_audio=stream.has_audio)
+        evidence.prosody = (prosody_from_features(features, stream.start_s) if stream.has_audio
+                            else Prosody(has_audio=False, duration_s=0.0))  # fmt: skip
     except MediaError as exc:
         evidence.warnings.append(f"audio could not be read ({exc}); reasoning from the face alone")
     evidence.timings["audio_s"] = round(time.perf_counter() - tick, 4)
