@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from emoreason.constants import AUDIO_SAMPLE_RATE
+from emoreason.io.decoders import open_container
 from emoreason.io.errors import MediaError, check_file
 
 logger = logging.getLogger(__name__)
@@ -121,14 +122,9 @@ class AudioStream:
 
     def __init__(self, path: str | Path, sample_rate: int = AUDIO_SAMPLE_RATE, start_s: float | None = None,
                  end_s: float | None = None):  # fmt: skip
-        import av
-
         self.start_s = _check_span(sample_rate, start_s, end_s)
         self.path, self.sample_rate, self.end_s = check_file(path), sample_rate, end_s
-        try:
-            self._container = av.open(str(self.path)) if _utf8(self.path) else av.open(open(self.path, "rb"))  # noqa: SIM115
-        except (av.FFmpegError, OSError, ValueError) as err:
-            raise MediaError(f"{self.path}: cannot read audio, not a media file FFmpeg can open ({err})") from err
+        self._container = open_container(self.path, "cannot read audio, not a media file FFmpeg can open")
         self.has_audio = bool(self._container.streams.audio)
         if not self.has_audio:
             logger.info("%s has no audio stream", self.path)
@@ -145,14 +141,6 @@ class AudioStream:
             raise MediaError(f"{self.path}: the audio track is corrupt ({err})") from err
         finally:
             self._container.close()
-
-
-def _utf8(path: Path) -> bool:
-    try:
-        str(path).encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def _decode_span(container, sample_rate: int, start_s: float, end_s: float | None):

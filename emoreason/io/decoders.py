@@ -41,22 +41,22 @@ def clean_message(exc: BaseException) -> str:
     return (useful or [type(exc).__name__])[0][:200]
 
 
-def _open_av(path: Path):
+def open_container(path: Path, what: str = "not a readable video (corrupt, truncated or not a video file)"):
+    """``av.open`` of ``path``, through a Python file object when its name is not valid UTF-8 (FFmpeg takes UTF-8
+    names; open() takes any). MediaError ``"{path}: {what}"`` when FFmpeg cannot open it."""
     import av
 
     try:
-        return av.open(str(path)) if _encodable(path) else av.open(open(path, "rb"))  # noqa: SIM115
-    except (av.FFmpegError, UnicodeError, OSError, ValueError) as exc:
-        raise MediaError(f"{path}: not a readable video (corrupt, truncated or not a video file)") from exc
-
-
-def _encodable(path: Path) -> bool:
-    """False for a file name that is not valid UTF-8 (decord and FFmpeg take UTF-8 names; open() takes any)."""
-    try:
         str(path).encode("utf-8")
-        return True
+        return av.open(str(path))
     except UnicodeEncodeError:
-        return False
+        return av.open(open(path, "rb"))  # noqa: SIM115  (the container closes it)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(f"{path}: {what} ({clean_message(exc)})") from exc
+
+
+def _open_av(path: Path):
+    return open_container(path)
 
 
 def read_header(path: Path) -> Header:
