@@ -43,6 +43,13 @@ def test_reasoning_has_observations_interpretation_conclusion(smile_report):
     assert "Voice:" in text  # the audio track is read
 
 
+def test_reasoning_cites_the_faces_appearance_beside_the_aus(smile_report):
+    table = smile_report.frames
+    assert {"happiness", "neutral", "face_quality"} <= set(table.columns)  # the analysis' appearance columns
+    interpretation = smile_report.reasoning.split("Interpretation:")[1]
+    assert "appearance reads happiness" in interpretation and "AU12" in interpretation
+
+
 def test_answer_round_trips_through_the_parser(smile_report):
     parsed = parse_answer(smile_report.answer)
     assert parsed.valid and parsed.format_ok

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import emoreason
+from emoreason.viz import timeline
 from emoreason.viz.html import render_html, save_html
 from emoreason.viz.timeline import save_timeline_png
 
@@ -50,6 +51,18 @@ def test_page_has_timeline_key_frames_and_linked_reasoning(smile_report, smile_h
     assert f"{au12.apex_s:.2f} s: apex of" in page and "AU12" in page
 
 
+def test_timeline_shows_the_strongest_aus_and_the_appearance_band(smile_report):
+    from emoreason.viz.timeline import TOP_AUS, strongest_codes, timeline_svg
+
+    svg = timeline_svg(smile_report)
+    shown = strongest_codes(smile_report)
+    assert len(shown) == min(TOP_AUS, len(smile_report.aus)) and "AU12" in shown
+    for au in smile_report.aus:  # every AU is drawn; the weaker ones start hidden behind the toggle
+        minor = f'class="au-series minor" data-au="{au.code}"' in svg
+        assert minor == (au.code not in shown)
+    assert '<g id="appearance-band">' in svg and "happiness" in svg.split('id="appearance-band"')[1]
+
+
 def test_no_face_page_says_so_plainly(no_face_video, tmp_path):
     page = render_html(emoreason.explain(no_face_video))
     assert "No face was found in this video" in page
@@ -73,9 +86,11 @@ def _chromium() -> str | None:
 
 @pytest.mark.browser
 @pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium (apt-get install chromium)")
-def test_report_in_headless_chromium(smile_html, no_face_video, tmp_path):
+def test_report_in_headless_chromium(smile_html, smile_report, no_face_video, tmp_path, monkeypatch):
     sync_api = pytest.importorskip("playwright.sync_api")
     no_face_html = save_html(emoreason.explain(no_face_video), tmp_path / "no_face.html")
+    monkeypatch.setattr(timeline, "TOP_AUS", 2)  # so the smile's 4 AUs need the toggle
+    toggle_html = save_html(smile_report, tmp_path / "toggle.html")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync"]  # fmt: skip
@@ -92,7 +107,13 @@ def test_report_in_headless_chromium(smile_html, no_face_video, tmp_path):
         assert widths and all(w > 0 for w in widths)  # every key frame decoded
         page.locator("#reasoning a.au-link[data-au='AU12']").first.click()
         assert "highlight" in (page.locator("#series-AU12").get_attribute("class") or "")
+        assert page.locator("#appearance-band rect").count() > 0
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        page.goto(toggle_html.as_uri())
+        minor = page.locator("#timeline .au-series.minor").first  # the weaker AUs appear after the toggle
+        assert not minor.is_visible()
+        page.locator("#toggle-aus").click()
+        assert minor.is_visible()
         page.goto(no_face_html.as_uri())
         assert page.locator("#no-face").inner_text().startswith("No face was found")
         page.screenshot(path=str(ARTIFACTS / "report_no_face.png"), full_page=True)

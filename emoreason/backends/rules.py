@@ -8,7 +8,7 @@ from emoreason.answer import render_answer
 from emoreason.au import AU_CODES
 from emoreason.backends.base import Backend
 from emoreason.face.evidence import Evidence
-from emoreason.reasoning.facs import FacsConclusion, au_reports, image_reports, reason, segment_frames
+from emoreason.reasoning.facs import FacsConclusion, au_reports, image_reports, read_frames, reason
 from emoreason.report import EmotionReport, Segment
 
 
@@ -65,13 +65,15 @@ def _reason(analysis, prosody, stretch: tuple[float, float]) -> FacsConclusion:
     if analysis.media_type == "image":
         row = dict(zip(AU_CODES, main[list(AU_CODES)].iloc[0].to_numpy(float)))
         aus = image_reports(row)
-        segment = segment_frames(main)[0]
-        segments = [Segment(0.0, 0.0, segment.emotion, segment.aus)]
+        timed = read_frames(main.iloc[:1], "image")
+        segments = [Segment(0.0, 0.0, timed.segments[0].emotion, timed.segments[0].aus)]
     else:
         aus = au_reports(analysis.events)
-        segments = segment_frames(main)
+        timed = read_frames(main, "video")
+        segments = timed.segments
         _clamp_times(aus, segments, *stretch)
-    return reason(aus, segments, analysis.faces_found, coverage=coverage, prosody=prosody)
+    return reason(aus, segments, analysis.faces_found, coverage=coverage, prosody=prosody,
+                  readings=timed.readings, hidden=timed.hidden)  # fmt: skip
 
 
 def _clamp_times(aus: list, segments: list, start: float, end: float) -> None:

@@ -1,30 +1,43 @@
 """The FACS reasoner: the default ``rules`` backend, with no language model.
 
 Measured AU evidence -> key observations (each AU, how strong, when, what it signals) ->
-interpretation (which AUs co-occur and match an emotion prototype, how they unfold, what the voice
-adds) -> conclusion (emotion, confidence, alternatives), following ExpLLM's observation /
-interpretation / conclusion chain. It is deterministic, and it says "neutral" or "uncertain" when
+interpretation (which AUs co-occur and match an emotion prototype, what the face's appearance reads
+and whether the two agree, how they unfold, what the voice adds) -> conclusion (emotion, confidence,
+alternatives), following ExpLLM's observation / interpretation / conclusion chain. Per frame the AU
+prototypes and the expression CNN are fused (:mod:`.fusion`); segments come from an HMM over the
+fused frames (:mod:`.temporal`), with frames where the face is hard to see counting less. It is
+deterministic, and it says "neutral" or "uncertain" when
 the evidence is weak rather than inventing an emotion. The same engine writes chain-of-thought
 targets for instruction data.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from emoreason.au import AU_BY_CODE, AU_CODES, PROTOTYPES
+from emoreason.au import AU_BY_CODE, AU_CODES, EMOTIONS, PROTOTYPES
 from emoreason.constants import AU_ACTIVE_THRESHOLD
 from emoreason.face.events import AUEvent
+from emoreason.reasoning.fusion import (
+    agreement,
+    appearance_weight,
+    au_distribution,
+    cnn_reading,
+    frame_evidence,
+    fuse,
+    pooled,
+    top,
+)
 from emoreason.reasoning.scoring import best_emotion, emotion_scores, prototype_support
+from emoreason.reasoning.temporal import decode, low_quality_spans
 from emoreason.report import AUReport, EmotionScore, Segment
 
-MIN_SEGMENT_S = 0.5  # expression changes shorter than this are merged into their neighbours
-VOTE_WINDOW = 5  # frames in the majority vote that smooths per-frame labels
+LOW_QUALITY = 0.5  # face_quality below this: the face is covered or turned away, and the report says so
+DISAGREEMENT_FACTOR = 0.75  # a segment's confidence when geometry and appearance disagree
 THIN_COVERAGE = 0.3  # main face in fewer than this share of frames -> evidence is thin
 HIGH_AROUSAL = frozenset({"anger", "fear", "surprise", "happiness"})
 
@@ -65,50 +78,62 @@ def observe(au: AUReport) -> str:
     return text + (f"; seen in {', '.join(related)}." if related else ".")
 
 
-def frame_labels(table: pd.DataFrame) -> list[str]:
-    """Per-frame emotion labels from AU intensities, smoothed by a majority vote over VOTE_WINDOW frames."""
-    raw = [best_emotion(dict(zip(AU_CODES, row)))[0] for row in table[list(AU_CODES)].to_numpy()]
-    half = VOTE_WINDOW // 2
-    return [Counter(raw[max(0, i - half) : i + half + 1]).most_common(1)[0][0] for i in range(len(raw))]
+@dataclass
+class SegmentReading:
+    """What the two readings say about one segment: AU prototypes (geometry) and the expression CNN (appearance)."""
+
+    au: np.ndarray  # [E] AU-prototype scores of the segment's peak AUs, EMOTIONS order
+    appearance: np.ndarray  # [E] quality-weighted mean CNN reading (NaN without appearance columns)
+    quality: float  # mean face quality of the segment's frames, 0..1
+    agree: bool | None  # None without an appearance reading
 
 
-def segment_frames(table: pd.DataFrame) -> list[Segment]:
-    """Time segments of constant expression for one face's rows (``time_s`` + AU columns)."""
+@dataclass
+class TimeReading:
+    """Segments of one face's rows with the readings behind each, and the stretches where the face is hard to see."""
+
+    segments: list[Segment]
+    readings: list[SegmentReading]
+    hidden: list[tuple[float, float]]  # (start_s, end_s) of low-quality stretches
+
+
+def read_frames(table: pd.DataFrame, media_type: str = "video") -> TimeReading:
+    """Segments of constant expression for one face's rows (``time_s``, AU columns, optional appearance columns
+    and ``face_quality``), decoded from the per-frame fused readings with an HMM (:mod:`.temporal`)."""
     if table.empty:
-        return []
+        return TimeReading([], [], [])
     times = table["time_s"].to_numpy(np.float64)
     step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
-    labels = frame_labels(table)
-    runs: list[list[int]] = []  # [start, end] inclusive row indices
-    for i, label in enumerate(labels):
-        if runs and labels[runs[-1][0]] == label:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    merged: list[list[int]] = []
-    for run in runs:  # a short run joins the previous one
-        if merged and times[run[1]] + step - times[run[0]] < MIN_SEGMENT_S:
-            merged[-1][1] = run[1]
-        else:
-            merged.append(run)
-    if len(merged) > 1 and times[merged[0][1]] + step - times[merged[0][0]] < MIN_SEGMENT_S:
-        merged[1][0] = merged.pop(0)[0]  # a short first run joins the next one
+    weight = appearance_weight(media_type, table)
+    frames = frame_evidence(table, weight)
     values = table[list(AU_CODES)].to_numpy(np.float64)
-    segments = []
-    for start, end in merged:
-        peak = dict(zip(AU_CODES, np.percentile(values[start : end + 1], 80, axis=0)))
-        label, confidence, scores = best_emotion(peak)
+    segments, readings = [], []
+    for start, end, _ in decode(frames["fused"], frames["quality"], times):
+        rows = slice(start, end + 1)
+        peak = dict(zip(AU_CODES, np.percentile(values[rows], 80, axis=0)))
+        au = au_distribution(peak)
+        appearance = pooled(frames["appearance"][rows], frames["quality"][rows])
+        agree = agreement(au, appearance)
+        fused = fuse(au, None if np.isnan(appearance).any() else appearance, weight)
+        label, confidence = top(fused)
+        if agree is False:
+            confidence *= DISAGREEMENT_FACTOR
+        scores = dict(zip(EMOTIONS, fused.tolist()))
         aus = [{"code": c, "intensity": round(v, 2)} for c, v in peak.items() if v >= AU_ACTIVE_THRESHOLD]
         end_s = times[end + 1] if end + 1 < len(times) else times[end] + step  # sampling may be uneven
-        segments.append(
-            Segment(
-                float(times[start]),
-                float(end_s),
-                EmotionScore(label, round(confidence, 3), _alternatives(scores, label)),
-                aus,
-            )
-        )
-    return segments
+        emotion = EmotionScore(label, round(confidence, 3), _alternatives(scores, label))
+        if segments and segments[-1].emotion.label == label:  # two states read as one label: one segment
+            segments[-1].end_s = float(end_s)
+            continue
+        segments.append(Segment(float(times[start]), float(end_s), emotion, aus))
+        readings.append(SegmentReading(au, appearance, float(frames["quality"][rows].mean()), agree))
+    hidden = low_quality_spans(frames["quality"], times, LOW_QUALITY) if media_type == "video" else []
+    return TimeReading(segments, readings, hidden)
+
+
+def segment_frames(table: pd.DataFrame, media_type: str = "video") -> list[Segment]:
+    """Time segments of constant expression for one face's rows (see :func:`read_frames`)."""
+    return read_frames(table, media_type).segments
 
 
 def _alternatives(scores: dict[str, float], label: str, floor: float = 0.1) -> list[dict]:
@@ -145,6 +170,30 @@ def _interpret_combinations(aus: dict[str, float]) -> list[str]:
             text += f"; {', '.join(contrary)} argue{'s' if len(contrary) == 1 else ''} against it"
         lines.append(text + ".")
     return lines
+
+
+def _interpret_appearance(reading: SegmentReading, segment: Segment) -> list[str]:
+    """The appearance reading next to the AU one: cited with numbers, agreement or disagreement said."""
+    if np.isnan(reading.appearance).any():
+        return []
+    label = segment.emotion.label
+    seen, seen_p = cnn_reading(reading.appearance)
+    cited = [a["code"] for a in segment.aus if a["code"] in _prototype_codes(label)]
+    au_label, au_p = top(reading.au)
+    text = f"The face's appearance reads {seen} {seen_p:.2f}"
+    if reading.agree:
+        support = f"{'+'.join(cited)} support{'s' if len(cited) == 1 else ''} it" if cited else "the AUs agree"
+        text += f"; {support} (the AU prototypes read {au_label} {au_p:.2f})"
+    else:
+        text += f", but the AU prototypes read {au_label} {au_p:.2f}: the two disagree, so the confidence is lowered"
+    if seen != label and reading.agree is not None:
+        text += f"; together they read {label}"
+    return [text + "."]
+
+
+def _prototype_codes(emotion: str) -> set[str]:
+    proto = PROTOTYPES.get(emotion)
+    return set() if proto is None else set(proto.core) | set(proto.supporting)
 
 
 def _interpret_timing(reports: list[AUReport]) -> list[str]:
@@ -186,6 +235,8 @@ def reason(
     faces_found: int,
     coverage: float = 1.0,
     prosody=None,
+    readings: list[SegmentReading] | None = None,
+    hidden: list[tuple[float, float]] | None = None,
 ) -> FacsConclusion:
     """Chain of thought and conclusion from AU evidence.
 
@@ -195,6 +246,8 @@ def reason(
         faces_found: faces found in the media; 0 gives a report that claims no emotion.
         coverage: share of analysed frames in which the main face was seen.
         prosody: a :class:`emoreason.cues.prosody.Prosody` or None.
+        readings: per segment, what geometry and appearance say (:func:`read_frames`); None: AUs alone.
+        hidden: (start_s, end_s) stretches where the face was hard to see; they counted less.
     """
     warnings: list[str] = []
     if faces_found == 0:
@@ -226,7 +279,17 @@ def reason(
     if coverage < THIN_COVERAGE:
         warnings.append(f"the main face is visible in only {coverage:.0%} of analysed frames")
         emotion.confidence = round(emotion.confidence * 0.7, 3)
-    interpretation = _interpret_combinations(peak) + _interpret_timing(aus) + _interpret_segments(segments)
+    interpretation = _interpret_combinations(peak)
+    if readings and len(readings) == len(segments) and main is not None:
+        interpretation += _interpret_appearance(readings[segments.index(main)], main)
+    elif readings and len(readings) == len(segments) == 1:
+        interpretation += _interpret_appearance(readings[0], segments[0])
+    interpretation += _interpret_timing(aus) + _interpret_segments(segments)
+    for start, end in hidden or []:
+        text = f"the face is hard to see {start:.1f}-{end:.1f} s (covered or turned away)"
+        warnings.append(text)
+        interpretation.append(f"The face is hard to see {start:.1f}-{end:.1f} s (covered or turned away): those "
+                              "frames count less.")  # fmt: skip
     interpretation += _interpret_voice(prosody, emotion.label)
     if not interpretation:
         interpretation = ["No combination of AUs matches an emotion prototype."]

@@ -1,6 +1,7 @@
 """A self-contained HTML report of an EmotionReport: one file, no network needed to open it.
 
-It shows the AU timeline (inline SVG), key frames (each AU's apex, JPEG inlined as base64, face box and
+It shows the AU timeline (inline SVG: the strongest AUs, the rest behind a toggle, and the appearance model's
+expression probabilities as a band under it), key frames (each AU's apex, JPEG inlined as base64, face box and
 landmarks drawn), the chain of thought with every AU it cites linked to that AU's line on the timeline,
 audio cues, the backend and warnings. The page template is ``templates/report.html.jinja``.
 """
@@ -22,7 +23,14 @@ from emoreason.au import AU_BY_CODE, AU_CODES
 from emoreason.constants import AU_ACTIVE_THRESHOLD, MAX_KEY_FRAMES
 from emoreason.face.analyzer import BOX_COLUMNS, LANDMARK_COLUMNS
 from emoreason.report import EmotionReport
-from emoreason.viz.timeline import EMOTION_COLOURS, au_series, frame_table, timeline_svg
+from emoreason.viz.timeline import (
+    EMOTION_COLOURS,
+    appearance_band,
+    au_series,
+    frame_table,
+    strongest_codes,
+    timeline_svg,
+)
 
 _AU_MENTION = re.compile(r"\bAU(\d{1,2})\b")
 
@@ -108,6 +116,8 @@ def render_html(report: EmotionReport) -> str:
         reasoning=reasoning,
         au_names={code: AU_BY_CODE[code].name for code in AU_CODES},
         emotion_colours=EMOTION_COLOURS,
+        shown_aus=strongest_codes(report),
+        has_appearance=report.media_type == "video" and appearance_band(report) is not None,
         version=__version__,
     )
 

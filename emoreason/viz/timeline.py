@@ -1,7 +1,9 @@
 """The AU intensity timeline: as inline SVG for the HTML report, and as a static PNG figure.
 
 One line per AU that was found (its per-frame intensity, 0-5), with the AU's onset, apex and offset
-marked, and the emotion segments as a coloured band underneath.
+marked; the strongest TOP_AUS are shown, the rest are drawn hidden (class ``minor``) for the page's toggle. Under
+it, the emotion segments as a coloured band and, when the table has them, the appearance model's per-frame
+expression probabilities as a stacked band.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ EMOTION_COLOURS = {
 }  # fmt: skip
 
 
+TOP_AUS = 4  # AU lines shown at first; the others sit behind a toggle
+APPEARANCE_LABELS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
+
+
 @dataclass(frozen=True)
 class Series:
     code: str
@@ -45,11 +51,35 @@ def au_series(report: EmotionReport) -> list[Series]:
     ]
 
 
+def strongest_codes(report: EmotionReport, count: int | None = None) -> set[str]:
+    """The ``count`` (default TOP_AUS) AUs with the highest apex intensity: the ones the timeline shows first."""
+    count = TOP_AUS if count is None else count
+    return {au.code for au in sorted(report.aus, key=lambda a: -a.intensity)[:count]}
+
+
+def appearance_band(report: EmotionReport) -> tuple[np.ndarray, np.ndarray] | None:
+    """``([T] times, [T, 7] probabilities)`` of the appearance model for the main face, or None without them."""
+    table = report.frames
+    if table is None or report.faces_found == 0 or not all(c in table.columns for c in APPEARANCE_LABELS):
+        return None
+    main = table[table["is_main"]].sort_values("time_s")
+    probs = main[list(APPEARANCE_LABELS)].to_numpy(float)
+    ok = ~np.isnan(probs).any(1)
+    if not ok.any():
+        return None
+    return main["time_s"].to_numpy(float)[ok], probs[ok]
+
+
 def timeline_svg(report: EmotionReport, width: int = 920, height: int = 300) -> str:
-    """Inline SVG: AU lines, onset/apex/offset markers, emotion band; elements carry ``data-au``."""
+    """Inline SVG: AU lines (the strongest shown, the rest class ``minor``), onset/apex/offset markers, the emotion
+    band and the appearance band; elements carry ``data-au``."""
     series = au_series(report)
+    shown = strongest_codes(report)
+    appearance = appearance_band(report) if report.media_type == "video" else None
+    prob_h = 44 if appearance is not None else 0
+    height += prob_h
     left, right, top, band = 44, 16, 12, 34
-    plot_h = height - top - band - 36
+    plot_h = height - top - band - 36 - prob_h
     t0, t1 = time_range(report, series)
     duration = t1 - t0
 
@@ -71,7 +101,8 @@ def timeline_svg(report: EmotionReport, width: int = 920, height: int = 300) -> 
     events = {au.code: au for au in report.aus}
     for s in series:
         points = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(s.times, s.values))
-        parts.append(f'<g class="au-series" data-au="{s.code}" id="series-{s.code}">'
+        minor = "" if s.code in shown else " minor"
+        parts.append(f'<g class="au-series{minor}" data-au="{s.code}" id="series-{s.code}">'
                      f'<polyline points="{points}" stroke="{s.colour}"/>')  # fmt: skip
         au = events[s.code]
         if au.onset_s is not None:
@@ -93,7 +124,30 @@ def timeline_svg(report: EmotionReport, width: int = 920, height: int = 300) -> 
         if x1 - x0 > 50:
             parts.append(f'<text class="segment-label" x="{(x0 + x1) / 2:.1f}" y="{band_y + 17}" '
                          f'text-anchor="middle">{escape(seg.emotion.label)}</text>')  # fmt: skip
+    if appearance is not None:
+        parts.append(_appearance_svg(*appearance, x, band_y + band + 2, prob_h - 8, width - right))
     parts.append("</svg>")
+    return "".join(parts)
+
+
+def _appearance_svg(times: np.ndarray, probs: np.ndarray, x, y0: float, height: float, x_max: float) -> str:
+    """Stacked per-frame probabilities (one column per analysed frame), labelled on the left."""
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.1
+    parts = [f'<g id="appearance-band"><text class="axis" x="{x(times[0]) - 6:.1f}" y="{y0 + height / 2 + 4:.1f}" '
+             f'text-anchor="end">face</text>']  # fmt: skip
+    for t, row in zip(times, probs):
+        x0, x1 = x(t), min(x(t + step), x_max)
+        if x1 <= x0:
+            continue
+        y = y0
+        for label, p in zip(APPEARANCE_LABELS, row):
+            h = height * float(p)
+            if h >= 0.3:
+                parts.append(f'<rect class="prob" x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0, 0.5):.1f}" '
+                             f'height="{h:.1f}" fill="{EMOTION_COLOURS[label]}"><title>{t:.2f} s: {label} {p:.2f}'
+                             f"</title></rect>")  # fmt: skip
+            y += h
+    parts.append("</g>")
     return "".join(parts)
 
 
@@ -120,11 +174,12 @@ def save_timeline_png(report: EmotionReport, path: str | Path, dpi: int = 120) -
     import matplotlib.pyplot as plt
 
     fig, (ax, band) = plt.subplots(2, 1, figsize=(10, 4.2), sharex=True, gridspec_kw={"height_ratios": [5, 1]})
-    series = au_series(report)
+    shown = strongest_codes(report)
+    series = [s for s in au_series(report) if s.code in shown]
     for s in series:
         ax.plot(s.times, s.values, color=s.colour, label=s.code, linewidth=1.8)
     for au in report.aus:
-        if au.apex_s is not None:
+        if au.apex_s is not None and au.code in shown:
             colour = next(s.colour for s in series if s.code == au.code)
             ax.plot([au.apex_s], [au.intensity], "o", color=colour)
             ax.axvspan(au.onset_s, au.offset_s, color=colour, alpha=0.06)
