@@ -1,17 +1,30 @@
-"""FaceAnalyzer: a video or image in, one table of faces, landmarks and AU intensities out.
+"""FaceAnalyzer: a video or image in, one table of faces, landmarks, AU intensities and expressions out.
 
 In the spirit of py-feat's ``Detector().detect_video()``: one row per analysed frame and face, with
-the time, face box, head pose, 68 landmarks and AU intensities (0-5). A frame with no face gives one
-row with an empty face so the table shows when the face was missing. AU intensities are measured per
-track, each against its own neutral frames, so two people never share a baseline.
+the time, face box, head pose, 68 landmarks, AU intensities (0-5), the expression CNN's probabilities
+(EXPRESSION_COLUMNS, like py-feat's emotion columns) and a visibility score (``face_quality``). A frame
+with no face gives one row with an empty face so the table shows when the face was missing. AU
+intensities are measured per track, each against its own neutral frames, so two people never share a
+baseline.
+
+Default perception, chosen by measurement (``scripts/bench_detection.py``: recall on real photos and
+the failure classes built from them, landmark jitter; ``scripts/bench_perception.py``: speed, memory):
+BlazeFace finds the faces (24 of 24 faces against dlib HOG's 12: small, grey, half-hidden, a hand over
+the mouth, a row of people), the 468-point mesh gives the landmarks of video frames in dlib's 68-point
+layout (on a still face 0.05 px of frame-to-frame motion against dlib's 0.48), and between whole-frame
+scans a face is followed by its mesh alone, as MediaPipe does. Still images keep dlib's 68 points (fitted
+in BlazeFace's box): a still is measured against dlib's mean shape, which the mesh's points are offset from.
+``FaceAnalyzer(detector="dlib")`` is the previous pipeline (HOG + dlib's 68 points).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +35,9 @@ from emoreason.au import AU_CODES
 from emoreason.constants import DEFAULT_ANALYSIS_FPS, DEFAULT_MAX_FRAMES, DEFAULT_MAX_SIDE
 from emoreason.face.align import head_pose, normalize_landmarks
 from emoreason.face.aus import intensities, neutral_baseline, reference_features
-from emoreason.face.detect import FaceDetector
+from emoreason.face.detect import BlazeFaceDetector, FaceDetection, FaceDetector, landmarks_in_box
 from emoreason.face.events import AUEvent, all_events, smooth
+from emoreason.face.expression import EXPRESSION_LABELS, ExpressionModel, expression_crop
 from emoreason.face.geometry import measure_all
 from emoreason.face.track import FaceTracker, Track, iou
 from emoreason.io.video import Frame
@@ -34,8 +48,20 @@ BOX_COLUMNS = ["face_x0", "face_y0", "face_x1", "face_y1"]
 POSE_COLUMNS = ["yaw", "pitch", "roll"]
 LANDMARK_COLUMNS = [f"{axis}_{i}" for i in range(68) for axis in ("x", "y")]
 AU_COLUMNS = list(AU_CODES)
+# the expression CNN's per-frame probabilities, named as the emotions (py-feat's emotion columns)
+EXPRESSION_COLUMNS = list(EXPRESSION_LABELS)
+QUALITY_COLUMN = "face_quality"  # 0..1: how well the face is seen (see face_quality)
+DETECTORS = ("blazeface", "dlib")
+QUALITY_YAW = (20.0, 50.0)  # |yaw| degrees: full quality up to the first, none from the second
+# BlazeFace probability (the best of its two models): none at the first, full from the second. Measured on the
+# photos of scripts/bench_detection.py: astronaut 0.94, with a hand over the mouth 0.86 (quality 0.88); Grace
+# Hopper 0.95, with the hand 0.66 (0.40); the cameraman half behind his camera 0.78 (and yaw 38: 0.27);
+# greyscale astronaut 0.90. The mesh's presence score stays at 1.0 with a hand over the mouth: it flags a lost
+# face, not a covered one.
+QUALITY_SCORE = (0.5, 0.9)
 FRONTAL_YAW = 30.0  # degrees; more turned frames are not used as neutral references
 FULL_SCAN_EVERY = 8  # sampled frames between whole-frame scans for new faces (1 s at 8 fps)
+PREFETCH_FRAMES = 4  # frames decoded ahead of the analysis (640 px frames: ~3.5 MB)
 
 
 @dataclass
@@ -71,9 +97,13 @@ class FaceAnalyzer:
         fps: frames analysed per second of video.
         max_frames: most frames analysed per video (longer videos are sampled more sparsely).
         max_side: frames are decoded with their long side at most this many pixels.
-        detector: a :class:`FaceDetector` (dlib HOG + 68 landmarks by default).
+        detector: ``"blazeface"`` (default: BlazeFace + the 468-point mesh as 68 points), ``"dlib"`` (HOG + dlib's
+            68 points), or a detector object with ``detect(image)`` / ``detect_near(image, box)``.
         full_scan_every: sampled frames between whole-frame scans for new faces; in between, faces
-            are searched for only around the tracked ones (1 scans every frame: slower, the baseline).
+            are followed by their mesh, else searched for only around the tracked ones (1 scans every
+            frame: slower, the baseline).
+        expressions: run the expression CNN on every face (the EXPRESSION_COLUMNS; NaN when off).
+        prefetch: decode the next frames in a thread while this one is analysed (PREFETCH_FRAMES ahead).
 
     >>> table = FaceAnalyzer().detect_video("clip.mp4")  # doctest: +SKIP
     >>> table[["time_s", "AU12"]].max()                   # doctest: +SKIP
@@ -84,8 +114,10 @@ class FaceAnalyzer:
         fps: float = DEFAULT_ANALYSIS_FPS,
         max_frames: int = DEFAULT_MAX_FRAMES,
         max_side: int = DEFAULT_MAX_SIDE,
-        detector: FaceDetector | None = None,
+        detector: str | object = "blazeface",
         full_scan_every: int = FULL_SCAN_EVERY,
+        expressions: bool = True,
+        prefetch: bool = True,
     ):
         if not (math.isfinite(fps) and fps > 0) or max_frames <= 0 or max_side < 64 or full_scan_every < 1:
             raise ValueError(
@@ -94,7 +126,9 @@ class FaceAnalyzer:
             )
         self.fps, self.max_frames, self.max_side = fps, max_frames, max_side
         self.full_scan_every = full_scan_every
-        self.detector = detector or FaceDetector()
+        self.detector = make_detector(detector)
+        self.expression_model = ExpressionModel() if expressions else None
+        self.prefetch = prefetch
 
     def detect_video(self, path: str | Path) -> pd.DataFrame:
         """Per-frame table for a video: time, face box, pose, landmarks, AU intensities."""
@@ -140,18 +174,22 @@ class FaceAnalyzer:
         started = time.perf_counter()
         tracker = FaceTracker()
         rows: list[dict] = []
-        decode_s = detect_s = 0.0
+        decode_s = detect_s = expression_s = 0.0
         frame_size = (0, 0)
         position = -1
         tick = time.perf_counter()
-        for position, frame in enumerate(frames):
+        for position, frame in enumerate(prefetch(frames) if self.prefetch else frames):
             decode_s += time.perf_counter() - tick
             tick = time.perf_counter()
             frame_size = (frame.image.shape[1], frame.image.shape[0])
             faces = self._detect(frame.image, position, tracker)
             ids = tracker.update(position, frame.time_s, faces)
-            detect_s += time.perf_counter() - tick
-            rows.extend(_rows(position, frame, faces, ids))
+            tock = time.perf_counter()
+            detect_s += tock - tick
+            still = _still_landmarks(frame.image, faces) if media_type == "image" else None
+            expressions = self._expressions(frame.image, faces, still)
+            expression_s += time.perf_counter() - tock
+            rows.extend(_rows(position, frame, faces, ids, expressions, still))
             if progress:
                 progress(position + 1, total)
             tick = time.perf_counter()
@@ -172,6 +210,7 @@ class FaceAnalyzer:
         analysis.timings = {
             "decode_s": round(decode_s, 4),
             "detect_s": round(detect_s, 4),
+            "expression_s": round(expression_s, 4),
             "measure_s": round(time.perf_counter() - measure_start, 4),
             "total_s": round(time.perf_counter() - started, 4),
         }
@@ -183,28 +222,119 @@ class FaceAnalyzer:
         return analysis
 
     def _detect(self, image: np.ndarray, position: int, tracker: FaceTracker):
-        """Search around the faces already tracked; scan the whole frame periodically, or when that fails."""
+        """Follow the faces already tracked (by their mesh, else a search around them); scan the whole frame
+        periodically, or when that fails."""
         live = tracker.live(position)
         if position % self.full_scan_every == 0 or not live:
             return self.detector.detect(image)
+        follow = getattr(self.detector, "follow", None)
         faces: list = []
         for track in live:
-            for face in self.detector.detect_near(image, track.last.box):
+            followed = follow(image, track.last) if follow is not None else None
+            for face in [followed] if followed is not None else self.detector.detect_near(image, track.last.box):
                 if all(iou(face.box, other.box) < 0.3 for other in faces):
                     faces.append(face)
         return faces or self.detector.detect(image)
 
+    def _expressions(self, image: np.ndarray, faces: list[FaceDetection], still) -> np.ndarray | None:
+        """``[N, 7]`` expression probabilities of this frame's faces, in one batch (None when off or no face)."""
+        if self.expression_model is None or not faces:
+            return None
+        points = still or [face.landmarks for face in faces]
+        crops = np.stack([expression_crop(image, face.box, p) for face, p in zip(faces, points)])  # [N, 64, 64]
+        return self.expression_model.predict(crops)
 
-def _rows(position: int, frame: Frame, faces, ids) -> list[dict]:
+
+def prefetch(frames: Iterable[Frame], ahead: int = PREFETCH_FRAMES) -> Iterator[Frame]:
+    """``frames`` in order, decoded by a thread that keeps at most ``ahead`` frames ready.
+
+    The decoders (decord through ctypes, PyAV) and the .tflite models release the GIL, so on two cores
+    decoding overlaps the analysis instead of adding to it; the bounded queue keeps memory flat. An error
+    in decoding is raised here, in the caller's thread.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        ready.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item = done
+        except BaseException as exc:  # handed to the consumer, which raises it
+            item = exc
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=produce, name="emoreason-decode", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+def make_detector(detector: str | object):
+    """A detector from its name (DETECTORS), or the detector object itself."""
+    if detector == "blazeface":
+        return BlazeFaceDetector(landmarks="mesh")
+    if detector == "dlib":
+        return FaceDetector()
+    if isinstance(detector, str) or not hasattr(detector, "detect"):
+        raise ValueError(f"detector must be one of {DETECTORS} or a detector object, got {detector!r}")
+    return detector
+
+
+def _still_landmarks(image: np.ndarray, faces: list[FaceDetection]) -> list[np.ndarray]:
+    """dlib's 68 points for the faces of a still image: stills are measured against dlib's mean shape, from
+    which the mesh's points are offset (the smiling astronaut: AU12 5.0 through dlib, 2.4 through the mesh)."""
+    return [face.landmarks if face.mesh is None else landmarks_in_box(image, face.box) for face in faces]
+
+
+def face_quality(face: FaceDetection, yaw: float) -> float:
+    """0..1, how well the face is seen: the product of the mesh's face-presence probability (1 without a mesh),
+    a frontal-ness ramp over |yaw| (QUALITY_YAW) and, for BlazeFace detections, a ramp over the detector's
+    probability (QUALITY_SCORE), which falls when a hand covers part of the face. Between whole-frame scans a
+    followed face keeps the probability of its last detection (updated once a second at 8 fps)."""
+    presence = 1.0 if face.mesh_score is None else float(face.mesh_score)
+    low, high = QUALITY_YAW
+    frontal = float(np.clip((high - abs(yaw)) / (high - low), 0.0, 1.0))
+    confidence = 1.0
+    if face.keypoints is not None:  # a BlazeFace probability (dlib's score is an SVM margin, not comparable)
+        low, high = QUALITY_SCORE
+        confidence = float(np.clip((face.score - low) / (high - low), 0.0, 1.0))
+    return round(presence * frontal * confidence, 3)
+
+
+def _rows(position: int, frame: Frame, faces, ids, expressions, still) -> list[dict]:
     base = {"frame": position, "frame_index": frame.index, "time_s": round(frame.time_s, 4)}
     if not faces:
         return [{**base, "track_id": -1}]
     rows = []
-    for face, track_id in zip(faces, ids):
-        row = {**base, "track_id": track_id, "face_score": face.score}
+    for i, (face, track_id) in enumerate(zip(faces, ids)):
+        landmarks = face.landmarks if still is None else still[i]
+        pose = head_pose(landmarks)
+        row = {**base, "track_id": track_id, "face_score": face.score, QUALITY_COLUMN: face_quality(face, pose[0])}
         row.update(zip(BOX_COLUMNS, face.box))
-        row.update(zip(POSE_COLUMNS, head_pose(face.landmarks)))
-        row.update(zip(LANDMARK_COLUMNS, face.landmarks.ravel().tolist()))
+        row.update(zip(POSE_COLUMNS, pose))
+        row.update(zip(LANDMARK_COLUMNS, landmarks.ravel().tolist()))
+        if expressions is not None:
+            row.update(zip(EXPRESSION_COLUMNS, np.round(expressions[i].astype(float), 4).tolist()))
         rows.append(row)
     return rows
 
@@ -217,10 +347,12 @@ def _measure(rows: list[dict], tracker: FaceTracker, media_type: str):
         "track_id",
         "is_main",
         "face_score",
+        QUALITY_COLUMN,
         *BOX_COLUMNS,
         *POSE_COLUMNS,
         *LANDMARK_COLUMNS,
         *AU_COLUMNS,
+        *EXPRESSION_COLUMNS,
         "neutral_ref",
     ]
     confirmed = {t.track_id for t in tracker.confirmed}

@@ -76,14 +76,20 @@ def expression_model_path(keras: bool = False) -> Path:
 def tflite_interpreter(path: Path, num_threads: int = 1):
     """An allocated ``ai_edge_litert`` interpreter for one ``.tflite`` file.
 
-    One per model user: an interpreter holds its tensors, so it is not shared across threads.
+    One per model user: an interpreter holds its tensors, so it is not shared across threads. LiteRT's C++
+    side prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to fd 2 when it builds one: silenced,
+    so a user's stderr holds only emoreason's own lines (a bad file: one line). Build interpreters before
+    starting threads that also silence fd 2 (the analyzer's decoding thread): the swap is process-wide.
     """
+    from emoreason.io.errors import native_stderr_silenced
+
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:  # pragma: no cover - ai-edge-litert is a core dependency
         raise FaceModelError("ai-edge-litert is not installed: pip install ai-edge-litert==2.3.0") from exc
-    interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-    interpreter.allocate_tensors()
+    with native_stderr_silenced():
+        interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        interpreter.allocate_tensors()
     return interpreter
 
 
