@@ -24,6 +24,9 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=DEFAULT_ANALYSIS_FPS, help="frames analysed per second")
     parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="most frames analysed")
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="decode frames at most this size")
+    parser.add_argument("--detector", choices=("blazeface", "dlib"), default="blazeface",
+                        help="face detector: blazeface (BlazeFace + the 468-point mesh, default) or dlib (HOG + 68 "
+                        "points, the previous pipeline)")  # fmt: skip
     parser.add_argument("--start", type=float, help="analyse from this time (seconds; default: the start)")
     parser.add_argument("--end", type=float, help="analyse up to this time (seconds; default: the end)")
     parser.add_argument(
@@ -158,6 +161,13 @@ def _sampling(args: argparse.Namespace, **keep):
     return Sampling(fps=args.fps, max_frames=args.max_frames, max_side=args.max_side, **keep), span
 
 
+def _analyzer(args: argparse.Namespace, sampling):
+    from emoreason.face.analyzer import FaceAnalyzer
+
+    return FaceAnalyzer(fps=sampling.fps, max_frames=sampling.max_frames, max_side=sampling.max_side,
+                        detector=args.detector)  # fmt: skip
+
+
 def run_explain(args: argparse.Namespace) -> int:
     from emoreason.backends import backend_name, get_backend
     from emoreason.face.evidence import collect
@@ -167,7 +177,8 @@ def run_explain(args: argparse.Namespace) -> int:
                           api_key=args.api_key)  # fmt: skip
     update, close = _progress(args.progress, "analysing")
     try:
-        evidence = collect(args.path, span=span, sampling=backend.sampling(sampling), progress=update)
+        evidence = collect(args.path, span=span, sampling=backend.sampling(sampling), progress=update,
+                           analyzer=_analyzer(args, sampling))  # fmt: skip
     finally:
         close()
     report = backend.explain(evidence)
@@ -195,7 +206,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     sampling, span = _sampling(args, audio=False)
     update, close = _progress(args.progress, "analysing")
     try:
-        evidence = collect(args.path, span=span, sampling=sampling, progress=update)
+        evidence = collect(args.path, span=span, sampling=sampling, progress=update, analyzer=_analyzer(args, sampling))
     finally:
         close()
     analysis = evidence.analysis
