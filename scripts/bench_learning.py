@@ -1,12 +1,16 @@
-"""Does training learn? SFT, then GRPO, then one self-improvement round on the toy faces, from a random checkpoint.
+"""Does training learn? SFT, then GRPO, then one self-improvement round on the toy faces, scored on held-out people.
 
-    python scripts/bench_learning.py [--out results/bench_learning] [--clips 400] [--sft-steps 600]
-                                     [--grpo-steps 40] [--si-steps 100]
+    python scripts/bench_learning.py --preset smol --out results/bench_smol [--baseline tiny] [--seeds 3]
+        [--clips 1000] [--eval-clips 200] [--sft-steps N] [--grpo-steps N] [--si-steps N] [--si-clips N]
 
-Runs the toyfaces recipes (scripts/recipes/toyfaces/) as `emoreason train ...` does, with paths and step counts
-overridden, on CPU, from a tiny random-weight checkpoint whose LM is trained whole. Each stage is scored on the
-held-out clips (test split: people never seen in training) with greedy answers and the GRPO recipe's rewards;
-chance is 1/8 for the emotion. A stage whose `final` checkpoint exists is reused, so a rerun only re-scores.
+Runs the preset's recipes (smol: scripts/recipes/smol/, tiny: scripts/recipes/toyfaces/) as `emoreason train ...`
+does, with paths, seed and (optionally) step counts overridden, from the preset's base checkpoint
+(`emoreason model build --preset`; tiny: the random checkpoint with its LM trained whole). Each stage is scored on
+the held-out clips (test split: people never seen in training) with greedy answers and the GRPO recipe's rewards;
+chance is 1/8 for the emotion. Writes DIR/summary.json ({"chance", "stages": {stage: metrics}}, the mean over
+seeds) and DIR/results.json (every seed, the baseline, timings, three answers per stage). A stage whose `final`
+checkpoint exists is reused, and so are its scores (eval<N>.json beside it), so a rerun picks up where a killed
+one stopped. The step overrides apply to --preset only; the baseline runs its recipes as written.
 """
 
 import argparse
@@ -18,85 +22,139 @@ from pathlib import Path
 import yaml
 
 from emoreason.data.jsonl import read_samples
+from emoreason.model.presets import PRESETS, build_preset
 from emoreason.model.tiny import make_tiny_checkpoint
 from emoreason.toyfaces import make_toy_dataset
 from emoreason.train.data import MediaConfig
 from emoreason.train.grpo import run_grpo
+from emoreason.train.recipe import RecipeError
 from emoreason.train.rollout import evaluate
 from emoreason.train.self_improve import run_self_improve
 from emoreason.train.sft import run_sft
 
-RECIPES = Path(__file__).resolve().parent / "recipes" / "toyfaces"
-ROWS = [("format", "format (strict 1, repaired 0.5)"), ("emotion", "emotion accuracy"), ("au_f1", "AU F1"),
-        ("facs_consistency", "FACS consistency"), ("reward", "mean total reward"), ("unfinished", "cut at max tokens"),
-        ("train_s", "training time (s)")]  # fmt: skip
+RECIPES = Path(__file__).resolve().parent / "recipes"
+RECIPE_DIRS = {"tiny": "toyfaces", "smol": "smol"}
+STAGES = (("sft", run_sft), ("grpo", run_grpo), ("self_improve", run_self_improve))
+METRICS = {"emotion_accuracy": "emotion", "au_f1": "au_f1", "format": "format", "reward": "reward"}
 
 
-def train(stage: str, run, argv: list[str], out: Path) -> tuple[Path, float]:
-    final = out / stage / "final"
-    if (final / "model.safetensors").is_file():
-        print(f"{stage}: reusing {final}")
-        return final, float("nan")
-    start = time.perf_counter()
-    run(argv + ["--output_dir", str(out / stage), "--disable_tqdm", "true"])
-    print(f"{stage}: trained in {time.perf_counter() - start:.0f} s")
-    return final, time.perf_counter() - start
+def base_checkpoint(preset: str, out: Path) -> Path:
+    path = out / preset / "base"
+    if not (path / "model.safetensors").is_file():
+        if preset == "tiny":  # the toyfaces recipes train the whole random LM: no adapter
+            make_tiny_checkpoint(path, lora=False)
+        else:
+            build_preset(preset, path)
+    return path
 
 
-def reward_curve(run_dir: Path) -> tuple[float, float] | None:
-    """Mean training reward of the first and last logged GRPO steps (from the last checkpoint's state)."""
-    states = sorted(run_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
-    logged = [e["reward"] for e in json.loads(states[-1].read_text())["log_history"] if "reward" in e] if states else []
-    return (logged[0], logged[-1]) if logged else None
+def subset(data: Path, n: int) -> Path:
+    """The first ``n`` training rows (beside ``data``, so media paths still resolve): the self-improvement
+    round samples and retrains on these (its ``max_samples`` would cut the merged candidates off)."""
+    path = data.with_name(f"train{n}.jsonl")
+    rows = [line for line in data.read_text().splitlines() if json.loads(line)["split"] == "train"][:n]
+    path.write_text("".join(line + "\n" for line in rows))
+    return path
+
+
+def run_chain(preset: str, seed: int, args, data: Path, test: list, steps: dict) -> dict:
+    """SFT -> GRPO -> self-improvement for one preset and seed; each stage's held-out scores and timings."""
+    recipes, run_dir, cache = RECIPES / RECIPE_DIRS[preset], args.out / preset / f"seed{seed}", args.out / "cache"
+    grpo = yaml.safe_load((recipes / "grpo.yaml").read_text())
+    weights = dict(zip(grpo["reward_funcs"], grpo["reward_weights"]))
+    media = MediaConfig(crops="frames", evidence=False, use_audio=False)
+    model, results = base_checkpoint(preset, args.out), {}
+    for stage, run in STAGES:
+        final, started, train_s = run_dir / stage / "final", time.perf_counter(), None
+        if not (final / "model.safetensors").is_file():
+            train_data = subset(data, args.si_clips) if stage == "self_improve" and args.si_clips else data
+            argv = ["--config", str(recipes / f"{stage}.yaml"), "--model_path", str(model), "--train_data",
+                    str(train_data), "--cache_dir", str(cache), "--output_dir", str(run_dir / stage),
+                    "--seed", str(seed), "--disable_tqdm", "true"]  # fmt: skip
+            if steps.get(stage):
+                argv += ["--max_steps", str(steps[stage]), "--save_steps", str(steps[stage])]
+            try:
+                run(argv)
+            except RecipeError as exc:  # a self-improvement round that kept no candidate has nothing to retrain on
+                if stage != "self_improve":
+                    raise
+                results[stage] = dict.fromkeys(METRICS) | {"skipped": str(exc)}
+                print(f"{preset} seed {seed} {stage}: skipped: {exc}")
+                break
+            train_s = time.perf_counter() - started
+        scored_file = run_dir / stage / f"eval{len(test)}.json"  # a rerun re-scores nothing already scored
+        if not scored_file.is_file():
+            scored = evaluate(str(final), test, str(cache), media, weights,
+                              max_new_tokens=grpo["max_completion_length"], examples=3)  # fmt: skip
+            scored_file.write_text(json.dumps(scored | {"train_s": train_s}, indent=2))
+        scored = json.loads(scored_file.read_text())
+        train_s = train_s if train_s is not None else scored["train_s"]
+        results[stage] = {k: scored[v] for k, v in METRICS.items()} | {
+            "unfinished": scored["unfinished"], "n": scored["n"], "train_s": train_s, "eval_s": scored["seconds"],
+            "examples": [{"id": s.id, "gold": s.emotion, "gold_aus": {a.code: a.intensity for a in s.aus if a.intensity},
+                          "answer": text} for s, text in zip(test, scored["examples"])],
+        }  # fmt: skip
+        print(f"{preset} seed {seed} {stage}: " + json.dumps({k: results[stage][k] for k in METRICS}))
+        model = final
+    if (added := run_dir / "self_improve" / "final" / "self_improve.json").is_file():
+        results["self_improve_round"] = {k: json.loads(added.read_text())[k] for k in ("added", "dropped")}
+    return results
+
+
+def mean(chains: list[dict]) -> dict:
+    def average(values):
+        return None if None in values else sum(values) / len(values)
+
+    return {stage: {k: average([c[stage][k] for c in chains]) for k in METRICS} for stage, _ in STAGES}
+
+
+def cell(value: float | None) -> str:
+    return f"{'—' if value is None else f'{value:.3f}':>16}"
+
+
+def print_table(rows: list[tuple[str, dict]], n: int, chance: float) -> None:
+    print(f"\nheld-out toy faces: {n} clips of unseen people; greedy answers; chance {chance:.3f}\n")
+    print(f"| {'run':24} | {'stage':12} | " + " | ".join(f"{k:>16}" for k in METRICS) + " |")
+    print(f"|{'-' * 26}|{'-' * 14}|" + "|".join("-" * 18 for _ in METRICS) + "|")
+    for name, chain in rows:
+        for stage, _ in STAGES:
+            print(f"| {name:24} | {stage:12} | " + " | ".join(cell(chain[stage][k]) for k in METRICS) + " |")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=PRESETS, default="smol")
     parser.add_argument("--out", type=Path, default=Path("results/bench_learning"))
-    parser.add_argument("--clips", type=int, default=400, help="toy clips (80%% train, 20%% held-out test)")
-    parser.add_argument("--sft-steps", type=int, default=600)
-    parser.add_argument("--grpo-steps", type=int, default=40)
-    parser.add_argument("--si-steps", type=int, default=100)
+    parser.add_argument("--baseline", choices=PRESETS, help="also run this preset (seed 0) as a baseline row")
+    parser.add_argument("--seeds", type=int, default=1, help="train seeds 0..N-1 (each a full chain)")
+    parser.add_argument("--clips", type=int, default=1000, help="toy clips (80%% train, 20%% held-out test)")
+    parser.add_argument("--eval-clips", type=int, default=200, help="held-out clips scored (at most the test split)")
+    parser.add_argument("--sft-steps", type=int, help="override the recipe's max_steps (likewise below)")
+    parser.add_argument("--grpo-steps", type=int)
+    parser.add_argument("--si-steps", type=int)
+    parser.add_argument("--si-clips", type=int, help="training clips the self-improvement round samples")
     args = parser.parse_args()
-    start, out = time.perf_counter(), args.out
-    data = out / "data" / "toy.jsonl"
+    start, data = time.perf_counter(), args.out / "data" / "toy.jsonl"
     if not data.is_file():
-        make_toy_dataset(out / "data", args.clips, seed=0, size=64)
-    tiny = out / "tiny"
-    if not (tiny / "model.safetensors").is_file():
-        make_tiny_checkpoint(tiny, lora=False)
-    common = ["--train_data", str(data), "--cache_dir", str(out / "cache")]
-    sft, sft_s = train("sft", run_sft, ["--config", str(RECIPES / "sft.yaml"), "--model_path", str(tiny),
-                                        "--max_steps", str(args.sft_steps), *common], out)  # fmt: skip
-    grpo, grpo_s = train("grpo", run_grpo, ["--config", str(RECIPES / "grpo.yaml"), "--model_path", str(sft),
-                                            "--max_steps", str(args.grpo_steps), "--save_steps",
-                                            str(args.grpo_steps), *common], out)  # fmt: skip
-    si, si_s = train("self_improve", run_self_improve, ["--config", str(RECIPES / "self_improve.yaml"),
-                                                        "--model_path", str(grpo), "--max_steps", str(args.si_steps),
-                                                        *common], out)  # fmt: skip
-    recipe = yaml.safe_load((RECIPES / "grpo.yaml").read_text())
-    weights = dict(zip(recipe["reward_funcs"], recipe["reward_weights"]))
-    test = [s for s in read_samples(data) if s.split == "test"]
-    media = MediaConfig(crops="frames", evidence=False, use_audio=False)
-    results = {"chance": {"emotion": 1 / 8}}
-    for name, path, seconds in (("SFT", sft, sft_s), ("GRPO", grpo, grpo_s), ("self-improvement", si, si_s)):
-        results[name] = evaluate(str(path), test, str(out / "cache"), media, weights, max_new_tokens=256)
-        results[name]["train_s"] = seconds
-    curve = reward_curve(out / "grpo")
-    added = json.loads((si / "self_improve.json").read_text())
-    results["grpo_train_reward"], results["self_improve_round"] = curve, {k: added[k] for k in ("added", "dropped")}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-
-    columns = ["chance", "SFT", "GRPO", "self-improvement"]
-    print(f"\nheld-out toy faces: {len(test)} clips of unseen people; greedy answers; weights {weights}\n")
-    print(f"| {'metric':32} | " + " | ".join(f"{c:>16}" for c in columns) + " |")
-    print(f"|{'-' * 34}|" + "|".join("-" * 18 for _ in columns) + "|")
-    for key, label in ROWS:
-        cells = [results[c].get(key) for c in columns]
-        print(f"| {label:32} | " + " | ".join(f"{'—' if v is None else f'{v:.3f}':>16}" for v in cells) + " |")
-    if curve:
-        print(f"\nGRPO mean training reward: {curve[0]:.3f} (first logged step) -> {curve[1]:.3f} (last)")
-    print(f"self-improvement round: {added['added']} verified answers added (dropped: {added['dropped']})")
+        make_toy_dataset(args.out / "data", args.clips, seed=0, size=64)
+    test = [s for s in read_samples(data) if s.split == "test"][: args.eval_clips]
+    steps = {"sft": args.sft_steps, "grpo": args.grpo_steps, "self_improve": args.si_steps}
+    chains = [run_chain(args.preset, seed, args, data, test, steps) for seed in range(args.seeds)]
+    chance = 1 / 8
+    summary = {"chance": chance, "stages": mean(chains)}
+    baseline = run_chain(args.baseline, 0, args, data, test, {}) if args.baseline else None
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (args.out / "results.json").write_text(json.dumps({"summary": summary, "seeds": chains, "baseline": baseline,
+                                                       "argv": sys.argv[1:]}, indent=2))  # fmt: skip
+    rows = [(f"{args.preset} seed {i}", c) for i, c in enumerate(chains)]
+    rows += [(f"{args.preset} mean of {len(chains)}", summary["stages"])] if len(chains) > 1 else []
+    rows += [(f"{args.baseline} (baseline) seed 0", baseline)] if baseline else []
+    print_table(rows, len(test), chance)
+    for name, chain in rows:
+        for stage, _ in STAGES:
+            for example in chain.get(stage, {}).get("examples", []):
+                print(f"\n{name} {stage} [{example['id']}, gold {example['gold']}, AUs {example['gold_aus']}]:\n"
+                      f"{example['answer']}")  # fmt: skip
     print(f"total {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -44,6 +44,23 @@ def test_sft_steps_change_lora_compressor_connectors_not_towers(toy, tmp_path):
     assert trainer.state.log_history[-1]["train_loss"] > 0
 
 
+def test_alignment_trains_the_compressor_and_connectors_with_the_lm_frozen(toy, tmp_path):
+    data, _, root = toy
+    checkpoint = make_tiny_checkpoint(tmp_path / "no-lora", lora=False)
+    recipe = SFTRecipe(model_path=str(checkpoint), train_data=str(data), crops="frames", evidence=False,
+                       use_audio=False, cache_dir=str(root / "cache"), lora=False, freeze_language_model=True)  # fmt: skip
+    args = trl.SFTConfig(output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=4, use_cpu=True,
+                         bf16=False, report_to=[], save_strategy="no", learning_rate=1e-2)  # fmt: skip
+    trainer, _, _ = build_trainer(recipe, args)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    changed = {k for k, v in trainer.model.state_dict().items() if not torch.equal(before[k], v)}
+    assert any(k.startswith("face_connector.") for k in changed) and any(k.startswith("face_compressor.") for k in changed)
+    assert not any(k.startswith(("language_model.", "face_tower.", "audio_tower.")) for k in changed)
+    with pytest.raises(RecipeError, match="freeze_language_model"):
+        SFTRecipe(model_path=str(checkpoint), train_data=str(data), lora=True, freeze_language_model=True)
+
+
 def test_rollouts_are_scored_by_the_rewards(toy, tmp_path):
     trainer, processor, _ = _trainer(toy, tmp_path)
     test = [s for s in read_samples(toy[0]) if s.split == "test"][:3]

@@ -53,6 +53,8 @@ class TrainRecipe:
     fps: float = field(default=DEFAULT_ANALYSIS_FPS, metadata={"help": "analysis frames per second"})
     cache_dir: str = field(default=".cache/emoreason", metadata={"help": "preprocessed media cache"})
     lora: bool = field(default=True, metadata={"help": "LoRA on the LM (False: train the whole LM)"})
+    freeze_language_model: bool = field(default=False, metadata={"help": "alignment: train only the compressor and "
+                                        "connectors, the LM frozen (needs lora: false)"})  # fmt: skip
     lora_r: int = 16
     lora_alpha: int = 32
     target: str = field(default="facs", metadata={"help": "facs: the FACS reasoner's chain of thought; compact: "
@@ -67,6 +69,8 @@ class TrainRecipe:
             raise RecipeError(f"crops: expected one of {CROP_MODES}, got {self.crops!r}")
         if self.target not in TARGET_STYLES:
             raise RecipeError(f"target: expected one of {TARGET_STYLES}, got {self.target!r}")
+        if self.freeze_language_model and self.lora:
+            raise RecipeError("freeze_language_model: an alignment stage trains no LoRA; set lora: false with it")
         if self.fps <= 0 or self.lora_r < 1 or (self.max_samples is not None and self.max_samples < 1):
             raise RecipeError(f"fps, lora_r and max_samples must be positive: {self.fps}, {self.lora_r}, "
                               f"{self.max_samples}")  # fmt: skip

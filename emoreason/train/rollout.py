@@ -64,9 +64,11 @@ def score(
 
 
 def evaluate(model_path: str, samples: list[Sample], cache_dir: str, media: MediaConfig,
-             weights: dict[str, float], max_new_tokens: int = 256, batch_size: int = 16) -> dict:  # fmt: skip
+             weights: dict[str, float], max_new_tokens: int = 256, batch_size: int = 16,
+             examples: int = 2) -> dict:  # fmt: skip
     """Greedy answers of a checkpoint on ``samples``: each reward's mean, the mean weighted total reward
-    (:func:`~emoreason.train.rewards.total_reward`), the share of answers cut at ``max_new_tokens``, and the time."""
+    (:func:`~emoreason.train.rewards.total_reward`), the share of answers cut at ``max_new_tokens``, the time and
+    the first ``examples`` answers verbatim."""
     import time
 
     from emoreason.model.checkpoint import load_checkpoint
@@ -82,5 +84,5 @@ def evaluate(model_path: str, samples: list[Sample], cache_dir: str, media: Medi
     unfinished = [ANSWER_CLOSE not in r.completion for r in rollouts]
     return score(rollouts, tuple(weights)) | {
         "reward": rate(totals), "unfinished": rate(unfinished), "n": len(rollouts),
-        "seconds": time.perf_counter() - start, "examples": [r.completion for r in rollouts[:2]],
+        "seconds": time.perf_counter() - start, "examples": [r.completion for r in rollouts[:examples]],
     }  # fmt: skip

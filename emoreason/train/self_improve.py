@@ -164,6 +164,8 @@ def run_self_improve(argv: list[str]) -> Path:
         raise RecipeError(f"threshold: no candidate reached {recipe.threshold} (dropped: {manifest['dropped']}); "
                           "lower it, sample more (num_samples) or train the model further first")  # fmt: skip
     sft = SFTRecipe(**{k: v for k, v in recipe.__dict__.items() if k in SFTRecipe.__dataclass_fields__})
-    final = run_sft_with(replace(sft, train_data=manifest["out"]["path"]), args)
+    # max_samples bounds the clips sampled above; the retraining takes every row of the merged file (the kept
+    # answers come after the original rows, so a cap there would drop them)
+    final = run_sft_with(replace(sft, train_data=manifest["out"]["path"], max_samples=None), args)
     (final / "self_improve.json").write_text(json.dumps(manifest, indent=2))
     return final

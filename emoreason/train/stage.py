@@ -47,7 +47,8 @@ def script_main(run, prog: str) -> int:
 
 
 def load_model(recipe: TrainRecipe):
-    """The recipe's checkpoint ready to train: LoRA attached (or the whole LM unfrozen), in train mode."""
+    """The recipe's checkpoint ready to train: LoRA attached, or the whole LM unfrozen, or (alignment) the LM frozen
+    so only the compressor and connectors learn; in train mode."""
     from emoreason.model.checkpoint import apply_lora, has_lora, load_checkpoint
 
     model = load_checkpoint(recipe.model_path, trainable=True)
@@ -56,7 +57,7 @@ def load_model(recipe: TrainRecipe):
     elif not recipe.lora:
         if has_lora(model):
             raise RecipeError(f"lora: false, but {recipe.model_path} has a LoRA adapter; set lora: true to train it")
-        model.language_model.requires_grad_(True)
+        model.language_model.requires_grad_(not recipe.freeze_language_model)  # frozen: the alignment stage
     model.train()
     return model
 
