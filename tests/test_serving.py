@@ -11,10 +11,8 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,17 +30,12 @@ from emoreason.model.processor import EmoReasonProcessor  # noqa: E402
 from emoreason.model.tiny import build_tiny  # noqa: E402
 from emoreason.model.tokenizer import IM_END  # noqa: E402
 from emoreason.synthetic import write_video  # noqa: E402
+from tests.servers import free_port, running_server  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 API_KEY = "test-key"
 NAME = "tiny"
 MAX_VIDEO_S, MAX_VIDEO_MB = 10, 1
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -63,36 +56,11 @@ def allowed(media_dir, smile_video, smiling_photo, no_face_video) -> Path:
 
 @pytest.fixture(scope="module")
 def server(checkpoint, allowed, tmp_path_factory):
-    port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    command = [sys.executable, "-m", "emoreason.cli", "serve", str(checkpoint), "--port", str(port),
-               "--api-key", API_KEY, "--allowed-media-dir", str(allowed), "--dtype", "float32",
+    options = ["--api-key", API_KEY, "--allowed-media-dir", str(allowed), "--dtype", "float32",
                "--max-video-s", str(MAX_VIDEO_S), "--max-video-mb", str(MAX_VIDEO_MB)]  # fmt: skip
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"}
-        )
-    url = f"http://127.0.0.1:{port}"
-    client = openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
-    deadline = time.monotonic() + 300
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                client.models.list()
-                break
-            except openai.APIConnectionError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the server did not start in 300 s:\n{log.read_text()[-3000:]}")
-                time.sleep(1.0)
-        yield {"url": url, "client": client, "process": process, "log": log}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with running_server(checkpoint, log, options, api_key=API_KEY) as running:
+        yield running
 
 
 def _video(path: Path) -> dict:
@@ -324,7 +292,7 @@ def test_eval_with_vllm_backend_records_the_served_model(server, smile_video, ch
 
 def test_unreachable_server_is_one_line_error(smile_video):
     out = subprocess.run([sys.executable, "-m", "emoreason.cli", "explain", str(smile_video), "--server",
-                          f"http://127.0.0.1:{_free_port()}"], capture_output=True, text=True, timeout=120)  # fmt: skip
+                          f"http://127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 2
     assert (
         out.stderr.startswith("emoreason: error: cannot reach the emoreason server") and "Traceback" not in out.stderr

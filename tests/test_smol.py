@@ -3,12 +3,6 @@ the trained checkpoint explained in-process, and served by vLLM with the same an
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -73,45 +67,18 @@ def test_explain_with_the_trained_smol(sft_smol, smile_video):
     assert report.backend == "hf" and report.answer  # a real LM writes text (after one step, not yet a good answer)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.vllm
 def test_vllm_serves_the_trained_smol_with_the_transformers_answer(sft_smol, smile_video, tmp_path):
     """`emoreason serve` on the trained checkpoint: the LoRA adapter's greedy answer to the smile clip (face crops,
     audio, measured evidence) equals transformers + peft's, token for token."""
-    openai = pytest.importorskip("openai")
+    pytest.importorskip("openai")
     pytest.importorskip("vllm")
-    final, port = sft_smol[0], _free_port()
-    log = tmp_path / "server.log"
-    command = [sys.executable, "-m", "emoreason.cli", "serve", str(final), "--port", str(port), "--dtype", "float32",
-               "--served-model-name", "smol"]  # fmt: skip
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                   env=os.environ | {"PYTHONUNBUFFERED": "1"})  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=120)
-    try:
-        deadline = time.monotonic() + 420
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                assert {m.id for m in client.models.list().data} == {"smol", "smol-lora"}
-                break
-            except openai.APIConnectionError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the server did not start in 420 s:\n{log.read_text()[-3000:]}")
-                time.sleep(2.0)
-        served = emoreason.explain(smile_video, server=url, model="smol-lora")
+    from tests.servers import running_server
+
+    final = sft_smol[0]
+    options = ["--dtype", "float32", "--served-model-name", "smol"]
+    with running_server(final, tmp_path / "server.log", options, start_s=420) as server:
+        assert {m.id for m in server["client"].models.list().data} == {"smol", "smol-lora"}
+        served = emoreason.explain(smile_video, server=server["url"], model="smol-lora")
         local = emoreason.explain(smile_video, model=final)
         assert served.answer == local.answer and served.answer
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
