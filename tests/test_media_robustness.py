@@ -141,3 +141,16 @@ def test_a_looped_clip_does_not_list_its_emotion_as_an_alternative(tmp_path, smi
     assert report.emotion.label == "happiness"
     assert "happiness" not in [a["label"] for a in report.emotion.alternatives]
     assert all(au.offset_s <= report.duration_s for au in report.aus)
+
+
+def test_pyav_seeks_over_gaps_and_gives_decord_s_frames(tmp_path, smile_frames):
+    """Sparse frames of a longer clip: PyAV seeks past each gap (SEEK_GAP_S) and returns the very frames decord does."""
+    from emoreason.io.decoders import DecordDecoder, PyAVDecoder
+    from emoreason.synthetic import write_video
+
+    path = write_video(tmp_path / "long.mp4", np.concatenate([smile_frames[0]] * 8), 12.0)  # 24 s
+    pyav, decord = PyAVDecoder(path, (320, 320)), DecordDecoder(path, (320, 320))
+    wanted = np.array([3, 10, 100, 101, 200, 287])  # gaps of 7.5 s and 8.3 s
+    got, expected = list(pyav.frames(wanted)), list(decord.frames(wanted))
+    assert [i for i, _ in got] == wanted.tolist() == [i for i, _ in expected]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, expected))

@@ -19,6 +19,7 @@ import numpy as np
 
 from emoreason.io.errors import MediaError, native_stderr_silenced
 
+SEEK_GAP_S = 5.0  # PyAV: a gap this long between wanted frames is sought over, not decoded
 BATCH = 32  # frames decoded per decord call (each call costs a seek, see DecordDecoder.frames)
 # decord's messages start with "[12:00:00] /github/workspace/src/video/ffmpeg/threaded_decoder.cc:292: "
 _BUILD_PATH = re.compile(r"\[[^\]]*\]\s*\S+\.(cc|h|cpp):\d+:\s*")
@@ -153,20 +154,31 @@ class PyAVDecoder:
         return True
 
     def frames(self, indices: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """Decode from a seek before each run of wanted frames: sparse sampling of a long video (480 frames over
+        an hour) seeks past the gaps instead of decoding every frame between them."""
         stream = self.container.streams.video[0]
         stream.thread_type = "AUTO"
-        wanted = set(indices.tolist())
-        first = float(self.stamps[indices[0]]) if len(indices) else 0.0
+        pending = [int(i) for i in indices]
+        while pending:
+            pending = yield from self._run(stream, pending)
+
+    def _run(self, stream, pending: list[int]):
+        """Seek a second before ``pending[0]`` and decode until the next wanted frame is a gap of SEEK_GAP_S away;
+        returns the frames still wanted. A seek that lands past a wanted frame skips it (never loops)."""
+        first = float(self.stamps[pending[0]])
         # by AV_TIME_BASE, not by stream: MPEG-TS seeks by stream time land nowhere; a second early is a keyframe
         self.container.seek(int(max(first + self.origin - 1.0, 0.0) * 1_000_000), backward=True)
-        last = int(indices[-1]) if len(indices) else -1
         for frame in self.container.decode(stream):
             if frame.pts is None:
                 continue
             index = int(np.searchsorted(self.stamps, float(frame.pts * stream.time_base) - self.origin + 1e-6) - 1)
-            if index in wanted:
-                wanted.discard(index)
-                image = frame.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1])
-                yield index, image
-            if index >= last and not wanted:
-                break
+            while pending and pending[0] < index:
+                pending.pop(0)  # not decodable from here (the seek landed after it)
+            if pending and pending[0] == index:
+                pending.pop(0)
+                yield index, frame.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1])
+                if pending and self.stamps[pending[0]] - self.stamps[index] > SEEK_GAP_S:
+                    return pending  # seek over the gap
+            if not pending:
+                return []
+        return []
