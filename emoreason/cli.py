@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -111,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "http(s) media are refused)")  # fmt: skip
     serve.add_argument("--max-video-s", type=float, default=120.0, help="longest video accepted, in seconds")
     serve.add_argument("--max-video-mb", type=float, default=64.0, help="largest video accepted, in MB")
+    serve.add_argument("--analysis-workers", type=int, help="face-analysis worker processes (default: half the CPUs, "
+                       "at least 1)")  # fmt: skip
+    serve.add_argument("--analysis-cache", type=int, default=64, help="analysed videos kept by content hash, so one "
+                       "sent again is not analysed again (0: off; default 64)")  # fmt: skip
+    serve.add_argument("--analysis-timeout-s", type=float, default=300.0, help="longest one video's analysis may "
+                       "take before its worker is stopped and the request refused (default 300)")  # fmt: skip
     serve.add_argument("--served-model-name", help="model name clients use (default: the checkpoint folder's name)")
     serve.add_argument("--dtype", default="auto", help="weights dtype: auto, float32, bfloat16, float16")
     serve.epilog = "Options after `--` go to `vllm serve` unchanged."
@@ -315,7 +322,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     try:
-        from emoreason.serving.launcher import run_vllm, serve_args
+        from emoreason.serving.launcher import analysis_env, run_vllm, serve_args
     except ImportError as exc:
         raise ImportError(f"serving needs vLLM: bash scripts/setup.sh serve ({exc})") from exc
     extra = getattr(args, "vllm_args", [])
@@ -324,6 +331,7 @@ def run_serve(args: argparse.Namespace) -> int:
                       max_video_s=args.max_video_s,
                       max_video_mb=args.max_video_mb, served_name=args.served_model_name, dtype=args.dtype,
                       extra=extra)  # fmt: skip
+    os.environ.update(analysis_env(args.analysis_workers, args.analysis_cache, args.analysis_timeout_s))
     run_vllm(argv)
     return 0
 
@@ -351,7 +359,9 @@ def run_model(args: argparse.Namespace) -> int:
     try:
         from emoreason.model import build_preset
     except ImportError as exc:
-        raise ImportError(f"building a checkpoint needs the model extra: bash scripts/setup.sh weights ({exc})") from exc
+        raise ImportError(
+            f"building a checkpoint needs the model extra: bash scripts/setup.sh weights ({exc})"
+        ) from exc
     from emoreason.evaluation.model_card import write_model_card
     from emoreason.model.importers.wheels import WeightFileError
 

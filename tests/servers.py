@@ -20,16 +20,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(checkpoint: Path, log: Path, options: list[str], api_key: str = "none", start_s: float = 300):
+def running_server(checkpoint: Path, log: Path, options: list[str], api_key: str = "none", start_s: float = 300,
+                   env: dict | None = None):
     """``emoreason serve CHECKPOINT --port P OPTIONS`` in a subprocess; yields {url, client, process, log} once the
-    server lists its models, and stops it afterwards (the test fails with the log's tail if it does not start)."""
+    server lists its models, and stops it afterwards (``env``: more environment for the server) (the test fails with the log's tail if it does not start)."""
     import openai
 
     port = free_port()
     command = [sys.executable, "-m", "emoreason.cli", "serve", str(checkpoint), "--port", str(port), *options]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                   env=os.environ | {"PYTHONUNBUFFERED": "1"})  # fmt: skip
+                                   env=os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {}))  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     client = openai.OpenAI(base_url=url + "/v1", api_key=api_key, max_retries=0, timeout=120)
     deadline = time.monotonic() + start_s

@@ -29,7 +29,9 @@ from emoreason.model.checkpoint import load_checkpoint, save_checkpoint  # noqa:
 from emoreason.model.processor import EmoReasonProcessor  # noqa: E402
 from emoreason.model.tiny import build_tiny  # noqa: E402
 from emoreason.model.tokenizer import IM_END  # noqa: E402
+from emoreason.serving.analysis import WORK_ENV  # noqa: E402
 from emoreason.synthetic import write_video  # noqa: E402
+from tests.pool_work import POISON  # noqa: E402
 from tests.servers import free_port, running_server  # noqa: E402
 
 pytestmark = pytest.mark.vllm
@@ -59,7 +61,9 @@ def server(checkpoint, allowed, tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "server.log"
     options = ["--api-key", API_KEY, "--allowed-media-dir", str(allowed), "--dtype", "float32",
                "--max-video-s", str(MAX_VIDEO_S), "--max-video-mb", str(MAX_VIDEO_MB)]  # fmt: skip
-    with running_server(checkpoint, log, options, api_key=API_KEY) as running:
+    # the real analysis in the pool's workers, except that a file starting with POISON kills its worker
+    env = {WORK_ENV: "tests.pool_work:crash_on_poison"}
+    with running_server(checkpoint, log, options, api_key=API_KEY, env=env) as running:
         yield running
 
 
@@ -159,6 +163,62 @@ def test_explain_through_the_server_equals_the_hf_backend(server, checkpoint, sm
     assert served.answer == local.answer and served.answer
     assert served.audio and served.audio["has_audio"]
     assert json.loads(served.to_json())["backend"] == "vllm"
+
+
+def test_a_plain_request_with_only_a_video_gets_the_explain_answer(server, smile_video):
+    """A plain openai client sends the video alone; the server measures the evidence, adds the audio track and
+    writes the prompt the emoreason client writes, so the answer is the same."""
+    import emoreason
+
+    emoreason.explain(smile_video, server=server["url"], api_key=API_KEY)  # both below then meet the prefix cache
+    for video in (_data_url(smile_video.read_bytes()), _video(smile_video)):
+        plain = server["client"].chat.completions.create(
+            model=NAME + "-lora", messages=[{"role": "user", "content": [video]}], max_tokens=384, temperature=0.0
+        )  # fmt: skip
+        client = emoreason.explain(smile_video, server=server["url"], api_key=API_KEY)
+        assert plain.choices[0].message.content == client.answer and client.answer
+    # the same request as the client's, token for token: system prompt, face, audio, evidence, question
+    from emoreason.backends.vllm import explain_request
+
+    report = emoreason.explain(smile_video)
+    from emoreason.prompt import textualize
+
+    messages = explain_request(smile_video, textualize(report.aus, report.audio["cues"]), _waveform(smile_video))
+    expected = server["client"].chat.completions.create(model=NAME, messages=messages, max_tokens=1)
+    plain = server["client"].chat.completions.create(
+        model=NAME, messages=[{"role": "user", "content": [_video(smile_video)]}], max_tokens=1
+    )  # fmt: skip
+    assert plain.usage.prompt_tokens == expected.usage.prompt_tokens > 200
+
+
+def _waveform(path: Path) -> np.ndarray:
+    from emoreason.face.evidence import Sampling, collect
+
+    return collect(path, sampling=Sampling()).waveform
+
+
+def test_a_plain_request_may_send_its_own_audio(server, smile_video, silent_video):
+    from emoreason.backends.vllm import audio_part
+
+    own = audio_part(_waveform(smile_video))
+    response = server["client"].chat.completions.create(
+        model=NAME, messages=[{"role": "user", "content": [_video(smile_video), own]}], max_tokens=4
+    )  # fmt: skip
+    assert response.choices[0].message.content
+    silent = server["client"].chat.completions.create(
+        model=NAME, messages=[{"role": "user", "content": [_video(silent_video)]}], max_tokens=1
+    )  # fmt: skip
+    assert silent.usage.prompt_tokens < response.usage.prompt_tokens  # no audio track: no audio tokens
+
+
+def test_a_worker_that_crashes_on_a_poisoned_video_gives_a_400_and_is_replaced(server, smile_video):
+    question = {"type": "text", "text": "Which emotion?"}
+    for _ in range(2):
+        status, text = _status(server, [_data_url(POISON + os.urandom(1000)), question])
+        assert status == 400 and "analysis worker stopped" in text, text
+        status, text = _status(server, [_data_url(POISON + os.urandom(1000))])  # the plain path too
+        assert status == 400 and "analysis worker stopped" in text, text
+    assert _ask(server, [_data_url(smile_video.read_bytes() + b"\0"), question]).choices[0].message.content
 
 
 def test_explain_through_the_server_needs_no_torch(server, checkpoint, smile_video):

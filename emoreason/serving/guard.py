@@ -19,6 +19,9 @@ the text alone:
 - ``media_io_kwargs`` in a request is refused: it would override the server's video limits (size, length,
   frames) for that request.
 
+A chat request that sends only a video is then completed into the emoreason client's request (measured evidence,
+the video's audio track, the explain prompt): :mod:`~emoreason.serving.plain`.
+
 vLLM loads it by import path (``--middleware emoreason.serving.guard.RequestGuard``) and adds it without
 arguments; it reads the API keys from the app's parsed arguments (``app.state.args.api_key``), the same place
 vLLM's own check reads them, or from ``VLLM_API_KEY``.
@@ -34,6 +37,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from emoreason.constants import AUDIO_TOKEN, FACE_TOKEN
+from emoreason.serving.plain import CHAT_ROUTE, complete_plain_request
 
 MIDDLEWARE_PATH = "emoreason.serving.guard.RequestGuard"
 # No data and no work behind them; load balancers and orchestrators probe them without credentials. `/version` is
@@ -209,9 +213,20 @@ class RequestGuard:
         body, complete = await _read_body(receive)
         if complete:
             try:
-                problem = body_problem(path, json.loads(body)) if body else None
+                parsed = json.loads(body) if body else None
             except (ValueError, RecursionError):  # not JSON: vLLM answers it with its own 4xx
-                problem = None
+                parsed = None
+            problem = body_problem(path, parsed)
             if problem:
                 return await _error(scope, send, 400, problem)
+            if path == CHAT_ROUTE and isinstance(parsed, dict):
+                try:
+                    completed = await complete_plain_request(scope, parsed)
+                except ValueError as exc:  # the video cannot be fetched or analysed
+                    return await _error(scope, send, 400, str(exc))
+                if completed is not None:
+                    body = json.dumps(completed).encode()
+                    scope = dict(scope, headers=[(k, v) for k, v in scope.get("headers", [])
+                                                 if k.lower() != b"content-length"]
+                                 + [(b"content-length", str(len(body)).encode())])  # fmt: skip
         return await self.app(scope, _replay(body, receive), send)

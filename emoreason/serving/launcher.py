@@ -28,6 +28,7 @@ from pathlib import Path
 
 from emoreason.constants import ARCHITECTURE, VIDEO_PREPROCESSOR_FILE
 from emoreason.serving import ServeError
+from emoreason.serving.analysis import CACHE_ENV, DEFAULT_CACHE, DEFAULT_TIMEOUT_S, TIMEOUT_ENV, WORKERS_ENV
 from emoreason.serving.guard import MIDDLEWARE_PATH, NEEDS_VIDEO
 from emoreason.serving.video_loader import DEFAULT_MAX_VIDEO_MB, DEFAULT_MAX_VIDEO_S
 
@@ -173,6 +174,18 @@ def media_args(allowed_media_dir: str | Path | None, allowed_media_domains: Sequ
     if domains:
         args += ["--allowed-media-domains", *dict.fromkeys(domains)]
     return args
+
+
+def analysis_env(workers: int | None = None, cache: int = DEFAULT_CACHE,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, str]:  # fmt: skip
+    """The analysis pool's settings (checked) as the environment the server's API processes read."""
+    if (workers is not None and workers < 1) or cache < 0 or not timeout_s > 0:
+        raise ServeError(f"need --analysis-workers >= 1, --analysis-cache >= 0 and --analysis-timeout-s > 0, got "
+                         f"{workers}, {cache}, {timeout_s}")  # fmt: skip
+    env = {CACHE_ENV: str(int(cache)), TIMEOUT_ENV: str(float(timeout_s))}
+    if workers is not None:
+        env[WORKERS_ENV] = str(int(workers))
+    return env
 
 
 def cpu_only() -> bool:
