@@ -14,8 +14,8 @@ crops (the server's analysis pool; :func:`emoreason.serving.analysis.analyse_fil
 - transformers: the best in-process equivalent without a server: requests in batches of ``concurrency`` (media
   analysed for the batch, then one padded ``generate``); every request's latency is its batch's time.
 
-Then, on vLLM alone at the largest concurrency: the cache-hit path (one video already analysed, sent by every
-request) and a fresh server with ``--api-server-count 2``. No server runs while the transformers side runs.
+Then, on vLLM alone at the middle concurrency: the media path with 1 generated token, for new videos and for one
+video already analysed sent by every request (the cache hit), and a fresh server with ``--api-server-count 2``. No server runs while the transformers side runs.
 Prints requests/s, generated tokens/s, p50 and p99 latency per side and the ratios; ``--json OUT`` writes
 ``{"levels": [{"concurrency", "vllm", "transformers", "ratio"}], "cache_hit", "api_server_count_2", "where"}``
 with ``rps``, ``tps``, ``p50``, ``p99`` (seconds) per side.
@@ -91,7 +91,8 @@ def run_transformers(checkpoint: Path, videos: list[Path], concurrency: int, tok
                                  pad_token_id=pad)  # fmt: skip
         where["prompt_tokens"] = int(batch["input_ids"].shape[1])
         where["generate_s"].append(time.perf_counter() - tick)
-        generated += int(out.shape[0] * (out.shape[1] - batch["input_ids"].shape[1]))
+        prompt = batch["input_ids"].shape[1]  # (generate returns the new tokens alone when the prompt is embeds)
+        generated += int(out.shape[0] * (out.shape[1] - prompt if out.shape[1] > tokens else out.shape[1]))
         latencies += [time.perf_counter() - batch_start] * len(features)
     return summary(latencies, time.perf_counter() - started, generated)
 
@@ -141,7 +142,9 @@ def start_server(checkpoint: Path, folder: Path, extra: list[str] = ()) -> tuple
     log = folder / f"server-{port}.log"
     command = [sys.executable, "-m", "emoreason.cli", "serve", str(checkpoint), "--port", str(port),
                "--dtype", "float32", "--", "--max-num-seqs", "64", *extra]  # fmt: skip
-    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    # room in the KV cache for every request of the largest level (the launcher's CPU default is 1 GiB)
+    env = {"VLLM_CPU_KVCACHE_SPACE": "4"} | dict(os.environ)
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
     deadline = time.monotonic() + 600
@@ -185,25 +188,26 @@ def main() -> int:
     parser.add_argument("--preset", choices=("tiny", "smol"), default="smol", help="checkpoint to build and serve")
     parser.add_argument("--checkpoint", type=Path, help="an emoreason checkpoint (default: build --preset)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--requests", type=int, default=4, help="requests per level and side (at least 2 x the "
-                        "concurrency)")  # fmt: skip
+    parser.add_argument("--requests", type=int, default=4, help="requests per level and side (at least --rounds "
+                        "x the concurrency)")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=2, help="requests per client at each level (default 2)")
     parser.add_argument("--tokens", type=int, default=256, help="generated tokens per request")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--skip-extras", action="store_true", help="no cache-hit and --api-server-count 2 runs")
     args = parser.parse_args()
-    if args.requests < 1 or args.tokens < 1 or min(args.concurrency) < 1:
-        parser.error("--requests, --tokens and --concurrency must be positive")
+    if args.requests < 1 or args.tokens < 1 or args.rounds < 1 or min(args.concurrency) < 1:
+        parser.error("--requests, --rounds, --tokens and --concurrency must be positive")
     from emoreason.model.presets import build_preset
 
     folder = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     checkpoint = (args.checkpoint or build_preset(args.preset, folder / f"emoreason-{args.preset}")).resolve()
-    counts = {c: max(args.requests, 2 * c) for c in args.concurrency}
-    videos = demo_videos(folder, sum(counts.values()) + 2)
-    warm, videos = videos[:2], videos[2:]
+    counts = {c: max(args.requests, args.rounds * c) for c in args.concurrency}
+    top = sorted(args.concurrency)[len(args.concurrency) // 2]  # the extras run at the middle level
+    videos = demo_videos(folder, sum(counts.values()) + 2 + counts[top])
+    warm, fresh, videos = videos[:2], videos[2 : 2 + counts[top]], videos[2 + counts[top] :]
     levels, used = {}, 0
     for c in args.concurrency:
         levels[c], used = videos[used : used + counts[c]], used + counts[c]
-    top = max(args.concurrency)
     served, extras = {}, {}
     process, url = start_server(checkpoint, folder)
     try:
@@ -215,10 +219,12 @@ def main() -> int:
         for c in args.concurrency:
             served[c] = run_vllm(url, model, levels[c], c, args.tokens)
             print(row(c, "vllm", served[c]), flush=True)
-        if not args.skip_extras:  # the first video of the top level again, by every request: all cache hits
-            extras["cache_hit"] = dict(run_vllm(url, model, levels[top][:1] * counts[top], top, args.tokens),
-                                       concurrency=top)  # fmt: skip
-            print(row(top, "vllm cache hit", extras["cache_hit"]), flush=True)
+        if not args.skip_extras:  # the media path alone (1 token): new videos, then one analysed video again
+            extras["media_fresh"] = dict(run_vllm(url, model, fresh, top, 1), concurrency=top, tokens=1)
+            print(row(top, "vllm new, 1 tok", extras["media_fresh"]), flush=True)
+            extras["cache_hit"] = dict(run_vllm(url, model, fresh[:1] * counts[top], top, 1), concurrency=top,
+                                       tokens=1)  # fmt: skip
+            print(row(top, "vllm hit, 1 tok", extras["cache_hit"]), flush=True)
     finally:
         stop(process)
     if not args.skip_extras:  # a fresh server (empty cache) with two API server processes, the top level's videos

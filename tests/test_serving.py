@@ -365,6 +365,15 @@ def test_serve_refuses_a_folder_that_is_not_a_checkpoint(tmp_path):
     assert out.returncode == 2 and "config.json is missing" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("option, value", [("--analysis-workers", "0"), ("--analysis-cache", "-1"),
+                                           ("--analysis-timeout-s", "0")])  # fmt: skip
+def test_serve_refuses_bad_analysis_settings(checkpoint, option, value):
+    out = subprocess.run([sys.executable, "-m", "emoreason.cli", "serve", str(checkpoint), option, value],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 2 and option in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
 def test_serve_args_carry_the_adapter_limits_and_face_check(checkpoint):
     from emoreason.serving import ServeError
     from emoreason.serving.launcher import REQUIRE_FACE, serve_args

@@ -20,6 +20,7 @@ import base64
 import binascii
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from emoreason.constants import FACE_TOKEN
 
 CHAT_ROUTE = "/v1/chat/completions"
 _AUDIO_PARTS = ("input_audio", "audio_url")
+# threads that wait for the analysis pool (they only block): not asyncio's default executor, which vLLM shares
+_WAITERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="emoreason-analysis-wait")
 
 
 class _Bytes:
@@ -162,13 +165,14 @@ async def complete_plain_request(scope: dict, body: dict) -> dict | None:
     url = video["video_url"]["url"] if isinstance(video["video_url"], dict) else video["video_url"]
     data = await fetch_video(scope, url, settings["max_video_mb"])
     check_size(data, settings["max_video_mb"])
-    result = await asyncio.to_thread(server_pool().run, "evidence", data, settings["num_frames"],
-                                     settings["max_video_s"])  # fmt: skip
+    loop = asyncio.get_running_loop()
+    result = await loop.run_in_executor(_WAITERS, server_pool().run, "evidence", data, settings["num_frames"],
+                                        settings["max_video_s"])  # fmt: skip
     evidence = result.evidence
     content: list[dict] = [video]
     if own_audio is not None:
         content.append(own_audio)
-        cues = await asyncio.to_thread(own_audio_cues, own_audio)
+        cues = await loop.run_in_executor(_WAITERS, own_audio_cues, own_audio)
         evidence = textualize(aus=result.aus, prosody_cues=cues)
     elif result.waveform is not None:
         content.append(audio_part(result.waveform))
