@@ -39,7 +39,7 @@ def user_prompt(evidence: str | None = None, has_audio: bool = False) -> str:
         face_token=FACE_TOKEN, audio_token=AUDIO_TOKEN, has_audio=has_audio, evidence=(evidence or "").strip(),
         emotions=EMOTIONS, think_open=THINK_OPEN, think_close=THINK_CLOSE, answer_open=ANSWER_OPEN,
         answer_close=ANSWER_CLOSE,
-    )  # fmt: skip
+    ).rstrip("\n")  # fmt: skip
 
 
 def explain_messages(evidence: str | None = None, has_audio: bool = False, answer: str | None = None) -> list[dict]:

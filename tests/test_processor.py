@@ -116,7 +116,9 @@ def test_explain_prompt_asks_for_what_the_parser_reads(processor):
     messages = processor.build_messages(evidence="Face: AU12 (Lip Corner Puller) C 2.8", has_audio=True)
     assert [m["role"] for m in messages] == ["system", "user"] and messages[0]["content"] == SYSTEM_PROMPT
     user = messages[1]["content"]
-    assert user.splitlines()[:4] == [
+    # the fixed instructions first (one prefix for every request: vLLM's prefix cache), then media and evidence
+    assert user.startswith("Which emotion does this person's face and voice show?")
+    assert user.splitlines()[-4:] == [
         FACE_TOKEN,
         AUDIO_TOKEN,
         "Measured evidence:",
@@ -134,7 +136,7 @@ def test_explain_prompt_asks_for_what_the_parser_reads(processor):
 
 def test_explain_prompt_without_audio_or_evidence(processor):
     user = processor.build_messages()[1]["content"]
-    assert user.startswith(FACE_TOKEN + "\nWhich emotion")
+    assert user.startswith("Which emotion does this person's face show?") and user.endswith("\n" + FACE_TOKEN)
     assert AUDIO_TOKEN not in user and "Measured evidence" not in user and "voice show" not in user
     answered = processor.build_messages(answer="<think>x</think><answer>{}</answer>")
     assert answered[-1] == {"role": "assistant", "content": "<think>x</think><answer>{}</answer>"}
