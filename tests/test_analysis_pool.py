@@ -76,6 +76,16 @@ def test_a_cache_hit_skips_the_analysis(pool, smile_video):
     assert hit_s < analysed_s / 20
 
 
+def test_an_evidence_request_never_gets_a_concurrent_crops_result(pool, videos):
+    data = videos[2].read_bytes()
+    with ThreadPoolExecutor(2) as threads:
+        crops = threads.submit(pool.run, "crops", data, 5)
+        time.sleep(0.05)  # the crops analysis is under way
+        evidence = threads.submit(pool.run, "evidence", data, 5)
+        assert evidence.result().evidence and evidence.result().waveform is None  # the variants have no audio
+        assert crops.result().evidence is None and crops.result().crops.shape[0] == 5
+
+
 def test_the_cache_is_bounded(videos):
     small = AnalysisPool(workers=1, cache_size=2)
     try:

@@ -203,7 +203,7 @@ class _Worker:
 class AnalysisPool:
     """Face analysis in ``workers`` processes with a content-hash cache of ``cache_size`` results.
 
-    Thread-safe: :meth:`run` blocks its caller (a vLLM media thread, or ``asyncio.to_thread``) until a worker is
+    Thread-safe: :meth:`run` blocks its caller (a vLLM media thread, or a waiting thread of the middleware) until a worker is
     free and has answered. ``work`` replaces :func:`analyse_file` in the workers (a module-level function).
 
     >>> pool = AnalysisPool(workers=2)                      # doctest: +SKIP
@@ -238,33 +238,33 @@ class AnalysisPool:
         if not data:
             raise AnalysisError("the video is empty (0 bytes)")
         digest = hashlib.sha256(data).hexdigest()
-        keys = [(digest, k, int(num_frames)) for k in (["crops", "evidence"] if kind == "crops" else [kind])]
+        own = (digest, kind, int(num_frames))
+        # an evidence result holds the crops too: the loader's question after the middleware's is a hit
+        keys = [own, (digest, "evidence", int(num_frames))] if kind == "crops" else [own]
         with self._lock:
             for key in keys:
                 if key in self._cache:
                     self._cache.move_to_end(key)
                     self.stats["hits"] += 1
                     return _within(self._cache[key], max_video_s)
-            future = self._pending.get(keys[-1])
+            future = next((self._pending[key] for key in keys if key in self._pending), None)
             owner = future is None
             if owner:
-                future = self._pending[keys[-1]] = Future()
+                future = self._pending[own] = Future()
         if not owner:  # the same video is being analysed for another request: share its result
             return _within(future.result(), max_video_s)
         try:
             result = self._analyse(digest, data, kind, num_frames, max_video_s)
         except BaseException as exc:
             with self._lock:
-                self._pending.pop(keys[-1], None)
+                self._pending.pop(own, None)
                 self.stats["failures"] += 1
             future.set_exception(exc)
             raise
         with self._lock:
-            self._pending.pop(keys[-1], None)
+            self._pending.pop(own, None)
             self.stats["analyses"] += 1
-            self._remember((digest, kind, int(num_frames)), result)
-            if kind == "evidence":  # the loader asks for the crops of the same video next
-                self._remember((digest, "crops", int(num_frames)), MediaResult(result.crops, result.metadata))
+            self._remember(own, result)
         future.set_result(result)
         return result
 
