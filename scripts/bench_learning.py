@@ -94,7 +94,8 @@ def run_chain(preset: str, seed: int, args, data: Path, test: list, steps: dict)
             "examples": [{"id": s.id, "gold": s.emotion, "gold_aus": {a.code: a.intensity for a in s.aus if a.intensity},
                           "answer": text} for s, text in zip(test, scored["examples"])],
         }  # fmt: skip
-        print(f"{preset} seed {seed} {stage}: " + json.dumps({k: results[stage][k] for k in METRICS}))
+        print(f"{preset} seed {seed} {stage}: " + json.dumps({k: results[stage][k] for k in METRICS}), flush=True)
+        (run_dir / "partial.json").write_text(json.dumps(results, indent=2))  # each finished stage, for a commit
         model = final
     if (added := run_dir / "self_improve" / "final" / "self_improve.json").is_file():
         results["self_improve_round"] = {k: json.loads(added.read_text())[k] for k in ("added", "dropped")}
@@ -141,7 +142,8 @@ def main() -> int:
     steps = {"sft": args.sft_steps, "grpo": args.grpo_steps, "self_improve": args.si_steps}
     chains = [run_chain(args.preset, seed, args, data, test, steps) for seed in range(args.seeds)]
     chance = 1 / 8
-    summary = {"chance": chance, "stages": mean(chains)}
+    summary = {"chance": chance, "stages": mean(chains), "seeds": args.seeds, "eval_clips": len(test),
+               "seconds": time.perf_counter() - start}  # fmt: skip
     baseline = run_chain(args.baseline, 0, args, data, test, {}) if args.baseline else None
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     (args.out / "results.json").write_text(json.dumps({"summary": summary, "seeds": chains, "baseline": baseline,

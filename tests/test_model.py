@@ -52,6 +52,61 @@ def test_forward_backward_and_losses(tiny):
     assert model.face_compressor.region_queries.grad is not None
 
 
+def test_the_loss_is_computed_at_the_answer_positions_only_and_equals_the_full_logits_loss(tiny):
+    """With labels the LM head runs only where a next token is labelled: the logits are those positions' [N, V]
+    and the loss is the same cross-entropy the full [B, L, V] logits give (the prompt was never scored)."""
+    model, processor = tiny
+    batch = _batch(processor, answer='<think>AU6 B, AU12 C</think><answer>{"emotion": "happiness"}</answer>')
+    labels = batch["labels"]
+    with torch.no_grad():
+        full = model(**_inputs(batch)).logits  # [1, L, V]
+        out = model(**_inputs(batch), labels=labels)
+    targets = labels[:, 1:]
+    scored = targets != -100
+    assert 0 < int(scored.sum()) < targets.numel()  # the prompt is masked, the answer is not
+    assert out.logits.shape == (int(scored.sum()), full.shape[-1])
+    torch.testing.assert_close(out.logits, full[:, :-1][scored])
+    reference = torch.nn.functional.cross_entropy(full[:, :-1].reshape(-1, full.shape[-1]), targets.reshape(-1),
+                                                  ignore_index=-100)  # fmt: skip
+    torch.testing.assert_close(out.lm_loss, reference)
+    # the Trainer's num_items_in_batch (the labelled tokens of the accumulated batch) divides the sum instead
+    with torch.no_grad():
+        halved = model(**_inputs(batch), labels=labels, num_items_in_batch=2 * int(scored.sum())).lm_loss
+    torch.testing.assert_close(halved, reference / 2)
+
+
+def test_rows_that_share_their_prompt_prefix_give_the_same_loss_and_gradients_with_it_computed_once():
+    """The shared system prompt and instructions run through the LM once for the batch: the loss and every
+    gradient equal those of each row run in full."""
+    from emoreason.model.modeling import shared_prefix_length
+
+    model, processor = build_tiny(seed=2)
+    model.eval()  # no dropout: the two runs must see the same network
+    answers = ['<think>AU12 C</think><answer>{"emotion": "happiness"}</answer>',
+               '<think>AU4 B, AU7 C, AU23 B</think><answer>{"emotion": "anger"}</answer>']  # fmt: skip
+    batch = processor.collate([_batch(processor, answer=a) for a in answers], padding_side="right")
+    inputs, labels = _inputs(batch), batch["labels"]
+    shared = shared_prefix_length(inputs["input_ids"], inputs["attention_mask"], labels,
+                                  (processor.face_token_id, processor.audio_token_id))  # fmt: skip
+    assert 16 <= shared < inputs["input_ids"].shape[1]
+    runs = []
+    for rows in (None, [0, 1]):  # the batch together (prefix shared), then each row alone (no sharing)
+        model.zero_grad()
+        if rows is None:
+            loss = model(**inputs, labels=labels).lm_loss
+        else:
+            count = int((labels[:, 1:] != -100).sum())
+            loss = sum(model(**{k: v[[r]] for k, v in inputs.items()}, labels=labels[[r]], num_items_in_batch=count)
+                       .lm_loss for r in rows)  # fmt: skip
+        loss.backward()
+        runs.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (shared_loss, shared_grads), (alone_loss, alone_grads) = runs
+    torch.testing.assert_close(shared_loss, alone_loss)
+    assert shared_grads.keys() == alone_grads.keys() and any("lora_B" in n for n in shared_grads)
+    for name in shared_grads:
+        torch.testing.assert_close(shared_grads[name], alone_grads[name], rtol=1e-4, atol=1e-5)
+
+
 def test_one_step_trains_lora_compressor_connectors_not_towers(tmp_path):
     model, processor = build_tiny(seed=1)
     before = {k: v.clone() for k, v in model.state_dict().items()}

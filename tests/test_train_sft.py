@@ -44,6 +44,52 @@ def test_sft_steps_change_lora_compressor_connectors_not_towers(toy, tmp_path):
     assert trainer.state.log_history[-1]["train_loss"] > 0
 
 
+def test_the_trainer_loss_is_the_answer_tokens_cross_entropy_plus_the_au_loss_with_its_metrics(toy, tmp_path):
+    """One forward per step: the loss is the answer tokens' cross-entropy (what the old full-logits loss gave) plus
+    the weighted AU loss, and TRL's entropy and token-accuracy metrics come from the same answer logits."""
+    trainer, _, _ = _trainer(toy, tmp_path, au_loss_weight=0.7)
+    model = trainer.model
+    batch = next(iter(trainer.get_train_dataloader()))
+    model.eval()  # no dropout either way; the loss is compared with a reference from full logits
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, dict(batch))
+        full = model(**{k: v for k, v in batch.items() if k not in ("labels", "au_labels")}).logits
+        au = model(**{k: v for k, v in batch.items() if k != "labels"}).au_loss
+    labels = batch["labels"][:, 1:]
+    lm = torch.nn.functional.cross_entropy(full[:, :-1].reshape(-1, full.shape[-1]), labels.reshape(-1))
+    torch.testing.assert_close(loss, lm + 0.7 * au)
+    metrics = trainer._metrics["eval"]
+    assert 0 <= metrics["mean_token_accuracy"][-1] <= 1 and metrics["entropy"][-1] > 0 and metrics["au_loss"]
+
+
+def test_bf16_without_native_support_is_a_warning_and_float32(toy, tmp_path, monkeypatch, caplog):
+    """A recipe asking bf16 on hardware without it trains in float32 with a warning saying why, not a crash."""
+    from emoreason.train import hardware
+    from emoreason.train.sft import run_sft
+
+    data, checkpoint, root = toy
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(hardware, "has_accelerator", lambda: False)
+    argv = ["--model_path", str(checkpoint), "--train_data", str(data), "--crops", "frames", "--evidence", "false",
+            "--use_audio", "false", "--cache_dir", str(root / "cache"), "--output_dir", str(tmp_path / "run"),
+            "--max_steps", "1", "--per_device_train_batch_size", "2", "--bf16", "true", "--report_to", "none",
+            "--save_strategy", "no", "--gradient_checkpointing", "false"]  # fmt: skip
+    with caplog.at_level("WARNING", logger="emoreason.train.hardware"):
+        final = run_sft(argv)
+    assert (final / "model.safetensors").is_file()
+    assert any("no native bf16; training in float32" in r.message for r in caplog.records)
+
+
+def test_bf16_is_used_where_the_hardware_has_it(monkeypatch):
+    from emoreason.train import hardware
+
+    args = trl.SFTConfig(output_dir="unused", use_cpu=True, report_to=[])  # TRL's default: bf16 on
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: True)
+    assert hardware.resolve_precision(args) == "bf16" and args.bf16
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)
+    assert hardware.resolve_precision(args) == "fp32" and not args.bf16 and args.mixed_precision == "no"
+
+
 def test_alignment_trains_the_compressor_and_connectors_with_the_lm_frozen(toy, tmp_path):
     data, _, root = toy
     checkpoint = make_tiny_checkpoint(tmp_path / "no-lora", lora=False)
@@ -77,6 +123,8 @@ def test_recipe_errors_name_the_field(toy, tmp_path):
         SFTRecipe(model_path=str(toy[1]), train_data=str(toy[0]), crops="whole")
     with pytest.raises(RecipeError, match="au_loss_weight"):
         SFTRecipe(model_path=str(toy[1]), train_data=str(toy[0]), au_loss_weight=-1)
+    with pytest.raises(RecipeError, match="lora_dropout"):
+        SFTRecipe(model_path=str(toy[1]), train_data=str(toy[0]), lora_dropout=1.5)
 
 
 def test_cli_recipe_trains_resumes_and_saves(toy, tmp_path):

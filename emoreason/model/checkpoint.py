@@ -58,7 +58,7 @@ def apply_lora(
     model: EmoReasonForConditionalGeneration,
     r: int = 16,
     alpha: int = 32,
-    dropout: float = 0.05,
+    dropout: float = 0.0,
     target_modules: tuple[str, ...] = LM_TARGET_MODULES,
 ) -> EmoReasonForConditionalGeneration:
     """Attach a LoRA adapter to the language model only; its base weights are frozen, the compressor

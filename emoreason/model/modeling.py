@@ -30,7 +30,7 @@ class EmoReasonOutput(ModelOutput):
     loss: torch.Tensor | None = None
     lm_loss: torch.Tensor | None = None
     au_loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # [B, L, V]; with labels only the labelled positions: [N, V]
     au_logits: torch.Tensor | None = None  # [B, A]
     past_key_values: object | None = None
 
@@ -177,21 +177,86 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
         labels: torch.Tensor | None = None,
         au_labels: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
         **kwargs,
     ) -> EmoReasonOutput:
         """LM loss on ``labels`` (-100 = ignored) plus ``au_loss_weight`` x the AU head's BCE on
-        ``au_labels`` ``[B, A]`` (values in 0..1, NaN where a label is unknown)."""
+        ``au_labels`` ``[B, A]`` (values in 0..1, NaN where a label is unknown).
+
+        Without ``labels``, ``logits`` are every position's ``[B, L, V]``. With them, the LM head runs only where
+        a next token is labelled (the answer: a third of an SFT row): ``logits`` are those positions' ``[N, V]``,
+        in order, and ``lm_loss`` is their summed cross-entropy over ``num_items_in_batch`` (the labelled tokens
+        of the whole accumulated batch, as the Trainer passes it), else over ``N``.
+        """
         au_logits = None
         if inputs_embeds is None:
             inputs_embeds, au_logits = self.embed(input_ids, pixel_values, frame_mask, input_features, audio_mask)
-        out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+        if labels is None:
+            out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+            lm_loss, logits, past = None, out.logits, getattr(out, "past_key_values", None)
+        else:
+            hidden, labels = self.labelled_hidden_states(inputs_embeds, attention_mask, labels, input_ids, **kwargs)
+            lm_loss, logits = self.answer_loss(hidden, labels, num_items_in_batch)
+            past = None
         au_loss = None
         if au_labels is not None and au_logits is not None:
             au_loss = au_head_loss(au_logits, au_labels)
-        loss = out.loss
+        loss = lm_loss
         if au_loss is not None:
             loss = au_loss * self.config.au_loss_weight if loss is None else loss + self.config.au_loss_weight * au_loss
-        return EmoReasonOutput(loss, out.loss, au_loss, out.logits, au_logits, getattr(out, "past_key_values", None))
+        return EmoReasonOutput(loss, lm_loss, au_loss, logits, au_logits, past)
+
+    def labelled_hidden_states(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        labels: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LM's last hidden states ``[B, L', D]`` and the ``labels`` ``[B, L']`` they align with, for the loss.
+
+        Every training row starts with the same tokens (the system prompt and the fixed instructions: 226 of a
+        256-token smol prompt), none of them labelled. That shared prefix runs through the LM once, for the first
+        row, and its keys and values are repeated for the others, which continue from it: about half the tokens of
+        an SFT batch of 8. Gradients flow through the repeated cache as through the rows' own prefixes, and the
+        hidden states of the unlabelled prefix, which no loss reads, are left out (``L' = L - prefix``).
+        """
+        backbone, batch = self.base_model, inputs_embeds.shape[0]
+        checkpointing = getattr(_causal_lm(self.language_model), "is_gradient_checkpointing", False)  # no KV cache
+        media = (self.config.face_token_id, self.config.audio_token_id)  # their embeddings differ between rows
+        shared = 0 if checkpointing or input_ids is None else shared_prefix_length(input_ids, attention_mask, labels,
+                                                                                   media)  # fmt: skip
+        kwargs["use_cache"] = False
+        if shared == 0:
+            hidden = backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs).last_hidden_state
+            return hidden, labels
+        kwargs["use_cache"] = True
+        prefix = backbone(inputs_embeds=inputs_embeds[:1, :shared], **kwargs).past_key_values
+        prefix.batch_repeat_interleave(batch)  # [1, H, P, d] -> [B, H, P, d] in every layer
+        positions = torch.arange(shared, inputs_embeds.shape[1], device=inputs_embeds.device).expand(batch, -1)
+        rest = backbone(inputs_embeds=inputs_embeds[:, shared:], attention_mask=attention_mask,
+                        past_key_values=prefix, position_ids=positions, **kwargs)  # fmt: skip
+        return rest.last_hidden_state, labels[:, shared:]
+
+    def answer_loss(
+        self, hidden: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(token cross-entropy, logits ``[N, V]``) at the ``N`` positions whose next token is labelled.
+
+        ``hidden`` is the LM's last hidden state ``[B, L, D]``; the hidden states are gathered before the LM head,
+        so no full-vocabulary logits are built for the prompt. The cross-entropy is computed in float32."""
+        if labels.shape != hidden.shape[:2]:
+            raise ValueError(f"labels: expected {list(hidden.shape[:2])}, got {list(labels.shape)}")
+        targets = labels[:, 1:].to(hidden.device)  # [B, L-1]: position t predicts token t+1
+        scored = targets != -100
+        logits = self.get_output_embeddings()(hidden[:, :-1][scored])  # [N, V]
+        cap = getattr(self.config.text_config, "final_logit_softcapping", None)  # Gemma
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        total = nn.functional.cross_entropy(logits.float(), targets[scored], reduction="sum")
+        count = num_items_in_batch if num_items_in_batch is not None else scored.sum().clamp(min=1)
+        return total / count, logits
 
     @torch.no_grad()
     def generate(
@@ -221,9 +286,35 @@ class _Backbone:
                  audio_mask=None, au_labels=None, inputs_embeds=None, **kwargs):  # fmt: skip
         if inputs_embeds is None:
             inputs_embeds, _ = self.model.embed(input_ids, pixel_values, frame_mask, input_features, audio_mask)
-        lm = self.model.language_model
-        causal = lm.get_base_model() if hasattr(lm, "get_base_model") else lm  # peft keeps LoRA layers inside
+        causal = _causal_lm(self.model.language_model)
         return causal.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+
+MIN_SHARED_PREFIX = 16  # a shorter common prefix is not worth the LM's second call
+
+
+def shared_prefix_length(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor, media_ids: tuple[int, ...] = ()
+) -> int:
+    """How many leading tokens every row of ``input_ids`` ``[B, L]`` shares, unpadded, before any media placeholder
+    (``media_ids``), with no label on them or on the token after them (the last shared position predicts it); 0 for
+    one row or a prefix under 16 tokens."""
+    if input_ids.shape[0] < 2:
+        return 0
+    same = (input_ids == input_ids[:1]).all(0) & ~torch.isin(input_ids[0], torch.tensor(media_ids, device=input_ids.device))  # [L]
+    if attention_mask is not None:
+        same &= attention_mask.bool().all(0)
+    shared = int(same.int().cumprod(0).sum())
+    labelled = (labels != -100).any(0).nonzero()  # [k, 1]
+    if len(labelled):
+        shared = min(shared, int(labelled[0, 0]) - 1)
+    shared = min(shared, input_ids.shape[1] - 1)  # at least one position of each row runs on its own
+    return shared if shared >= MIN_SHARED_PREFIX else 0
+
+
+def _causal_lm(language_model: nn.Module) -> nn.Module:
+    """The causal LM inside a peft wrapper (which keeps the LoRA layers inside it), or the LM itself."""
+    return language_model.get_base_model() if hasattr(language_model, "get_base_model") else language_model
 
 
 def _scatter(embeds: torch.Tensor, slots: torch.Tensor, tokens: torch.Tensor, name: str) -> torch.Tensor:

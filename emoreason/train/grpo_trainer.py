@@ -68,6 +68,7 @@ class EmoReasonGRPOTrainer(GRPOTrainer):
                                         generation_kwargs=self.generation_kwargs,
                                         gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs)
             as model, torch.no_grad(), self._dist.summon_full_params(self.model_wrapped, recurse=False),
+            self.accelerator.autocast(),  # bf16 rollouts where training is bf16 (the KV cache is on: no checkpointing)
         ):  # fmt: skip
             completion_ids = model.generate(
                 input_ids=input_ids,

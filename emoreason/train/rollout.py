@@ -27,8 +27,10 @@ class Rollout:
 
 @torch.no_grad()
 def generate(model, processor, cache: MediaCache, samples: list[Sample], num_samples: int = 1,
-             batch_size: int = 8, max_new_tokens: int = 256, temperature: float = 0.0) -> list[Rollout]:  # fmt: skip
-    """``num_samples`` completions per sample (greedy when ``temperature`` is 0); unusable media are skipped."""
+             batch_size: int = 8, max_new_tokens: int = 256, temperature: float = 0.0,
+             **generate_kwargs) -> list[Rollout]:  # fmt: skip
+    """``num_samples`` completions per sample (greedy when ``temperature`` is 0); unusable media are skipped.
+    ``generate_kwargs`` go to ``generate`` (e.g. ``min_new_tokens`` for a benchmark of fixed length)."""
     model.eval()
     tokenizer = processor.tokenizer
     stop = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)]
@@ -44,7 +46,8 @@ def generate(model, processor, cache: MediaCache, samples: list[Sample], num_sam
         sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
         ids = model.generate(**inputs, max_new_tokens=max_new_tokens, eos_token_id=stop,
                              pad_token_id=tokenizer.pad_token_id, **sampling,
-                             suppress_tokens=[processor.face_token_id, processor.audio_token_id])  # fmt: skip
+                             suppress_tokens=[processor.face_token_id, processor.audio_token_id],
+                             **generate_kwargs)  # fmt: skip
         texts = processor.decode(ids)
         rollouts += [Rollout(sample, text) for (sample, _), text in zip(chunk, texts)]
     return rollouts
@@ -64,17 +67,18 @@ def score(
 
 
 def evaluate(model_path: str, samples: list[Sample], cache_dir: str, media: MediaConfig,
-             weights: dict[str, float], max_new_tokens: int = 256, batch_size: int = 16,
+             weights: dict[str, float], max_new_tokens: int = 256, batch_size: int = 32,
              examples: int = 2) -> dict:  # fmt: skip
-    """Greedy answers of a checkpoint on ``samples``: each reward's mean, the mean weighted total reward
+    """Greedy answers of a checkpoint on ``samples`` (in bf16 where the hardware has it, with the KV cache): each reward's mean, the mean weighted total reward
     (:func:`~emoreason.train.rewards.total_reward`), the share of answers cut at ``max_new_tokens``, the time and
     the first ``examples`` answers verbatim."""
     import time
 
     from emoreason.model.checkpoint import load_checkpoint
     from emoreason.model.processor import EmoReasonProcessor
+    from emoreason.train.hardware import for_inference
 
-    model, processor = load_checkpoint(model_path), EmoReasonProcessor.from_pretrained(model_path)
+    model, processor = for_inference(load_checkpoint(model_path)), EmoReasonProcessor.from_pretrained(model_path)
     start = time.perf_counter()
     rollouts = generate(model, processor, MediaCache(cache_dir, processor, media), samples, batch_size=batch_size,
                         max_new_tokens=max_new_tokens)  # fmt: skip

@@ -73,9 +73,10 @@ def sample_candidates(recipe: SelfImproveRecipe, out: str | Path, seed: int = 0)
     ``<sample id>#s<k>``. A killed run resumes: clips whose candidates are all written are not sampled again.
     """
     from emoreason.model.checkpoint import load_checkpoint
+    from emoreason.train.hardware import for_inference
     from emoreason.train.rollout import generate
 
-    model = load_checkpoint(recipe.model_path)
+    model = for_inference(load_checkpoint(recipe.model_path))
     processor, cache = load_processor_and_cache(recipe)
     samples = [s for s in read_samples(recipe.train_data) if recipe.split is None or s.split == recipe.split]
     samples = [s for s in samples if s.labels][: recipe.max_samples]

@@ -1,8 +1,9 @@
 """Supervised fine-tuning with TRL's SFTTrainer on chain-of-thought targets, plus the AU head's loss.
 
-The trainer is TRL's, unmodified: emoreason supplies the dataset (sample rows), a collator that turns
-rows into model inputs (cached media, the prompt, the target with everything but the answer masked,
-AU labels) and ``compute_loss_func`` (token cross-entropy + ``au_loss_weight`` x the AU head's BCE).
+The trainer is TRL's with the model's own loss (:class:`~emoreason.train.sft_trainer.EmoReasonSFTTrainer`: token
+cross-entropy at the answer positions only + ``au_loss_weight`` x the AU head's BCE); emoreason supplies the dataset
+(sample rows) and a collator that turns rows into model inputs (cached media, the prompt, the target with everything
+but the answer masked, AU labels).
 """
 
 from __future__ import annotations
@@ -59,27 +60,11 @@ class Collator:
         return batch
 
 
-def lm_and_au_loss(au_loss_weight: float):
-    """``compute_loss_func`` for the trainer: shifted token cross-entropy + weighted AU head loss."""
-
-    def loss_fn(outputs, labels, num_items_in_batch=None):
-        logits = outputs.logits[:, :-1].float()
-        targets = labels[:, 1:].to(logits.device)
-        total = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                                  ignore_index=-100, reduction="sum")  # fmt: skip
-        count = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum().clamp(min=1)
-        loss = total / count
-        if outputs.au_loss is not None and au_loss_weight:
-            loss = loss + au_loss_weight * outputs.au_loss
-        return loss
-
-    return loss_fn
-
-
 def build_trainer(recipe: SFTRecipe, args):
     """TRL SFTTrainer for ``recipe`` and an ``SFTConfig`` ``args`` (CPU/GPU settings are TRL's)."""
     from datasets import Dataset
-    from trl import SFTTrainer
+
+    from emoreason.train.sft_trainer import EmoReasonSFTTrainer
 
     parts = load_parts(recipe)
     parts.model.config.au_loss_weight = recipe.au_loss_weight
@@ -87,9 +72,8 @@ def build_trainer(recipe: SFTRecipe, args):
     args.remove_unused_columns = False
     # rows travel as JSON text: Arrow would pad nested fields (provenance, aus) across rows
     dataset = Dataset.from_dict({"row": [json.dumps(r) for r in parts.rows]})
-    trainer = SFTTrainer(model=parts.model, args=args, train_dataset=dataset, data_collator=Collator(
-        parts.processor, parts.cache, recipe.target), processing_class=parts.processor.tokenizer,
-        compute_loss_func=lm_and_au_loss(recipe.au_loss_weight))  # fmt: skip
+    trainer = EmoReasonSFTTrainer(model=parts.model, args=args, train_dataset=dataset, data_collator=Collator(
+        parts.processor, parts.cache, recipe.target), processing_class=parts.processor.tokenizer)  # fmt: skip
     return trainer, parts.processor, parts.skipped
 
 

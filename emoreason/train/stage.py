@@ -24,13 +24,37 @@ logger = logging.getLogger(__name__)
 
 
 def parse_recipe(recipe_class, config_class, argv: list[str]):
-    """``(recipe, trl_config)`` from ``--config FILE`` and overrides (TrlParser); TRL's own checks -> RecipeError."""
+    """``(recipe, trl_config)`` from ``--config FILE`` and overrides (TrlParser); TRL's own checks -> RecipeError.
+
+    Hardware settings follow the machine unless the recipe or the command line sets them: ``use_cpu`` when there is
+    no CUDA device, and bf16 only where the hardware has it (:func:`~emoreason.train.hardware.resolve_precision`:
+    a ``bf16: true`` on a machine without it is a warning and float32, not a crash)."""
     from trl import TrlParser
 
+    from emoreason.train.hardware import has_accelerator, resolve_precision
+
+    argv = list(argv)
+    if not has_accelerator() and not _sets(argv, "use_cpu"):
+        argv += ["--use_cpu", "true"]  # transformers refuses bf16 without a GPU unless told the run is on the CPU
     try:
-        return TrlParser((recipe_class, config_class)).parse_args_and_config(args=argv)
+        recipe, args = TrlParser((recipe_class, config_class)).parse_args_and_config(args=argv)
     except ValueError as exc:  # TRL's own argument checks (batch sizes, num_generations, ...)
         raise RecipeError(str(exc)) from exc
+    logger.info("training in %s", resolve_precision(args))
+    return recipe, args
+
+
+def _sets(argv: list[str], name: str) -> bool:
+    """Whether ``argv`` (a command line with an optional ``--config FILE``) sets the field ``name``."""
+    import yaml
+
+    if any(a == f"--{name}" or a.startswith(f"--{name}=") for a in argv):
+        return True
+    if "--config" in argv and argv.index("--config") + 1 < len(argv):
+        path = Path(argv[argv.index("--config") + 1])
+        config = yaml.safe_load(path.read_text()) if path.is_file() else None
+        return isinstance(config, dict) and name in config
+    return False
 
 
 def script_main(run, prog: str) -> int:
@@ -53,7 +77,7 @@ def load_model(recipe: TrainRecipe):
 
     model = load_checkpoint(recipe.model_path, trainable=True)
     if recipe.lora and not has_lora(model):
-        apply_lora(model, r=recipe.lora_r, alpha=recipe.lora_alpha)
+        apply_lora(model, r=recipe.lora_r, alpha=recipe.lora_alpha, dropout=recipe.lora_dropout)
     elif not recipe.lora:
         if has_lora(model):
             raise RecipeError(f"lora: false, but {recipe.model_path} has a LoRA adapter; set lora: true to train it")
@@ -136,7 +160,8 @@ def save_final(trainer, processor, path: str | Path) -> Path:
             full = type(model)(model.config)
             if has_lora(model):
                 config = model.language_model.peft_config["default"]
-                apply_lora(full, r=config.r, alpha=config.lora_alpha, target_modules=tuple(config.target_modules))
+                apply_lora(full, r=config.r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                           target_modules=tuple(config.target_modules))
             full.load_state_dict(state)
             model = full
     if accelerator.is_main_process:
