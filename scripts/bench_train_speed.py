@@ -62,7 +62,7 @@ def sft_child(side: str, model: Path, data: Path, work: Path, steps: int, batch:
     if side == "baseline":
         recipe, args = parse_recipe(sft.SFTRecipe, trl.SFTConfig, base + [
             "--bf16", "false", "--gradient_checkpointing", "true", "--lora_dropout", "0.05"])  # fmt: skip
-        parts = load_parts(recipe)
+        parts = load_parts(recipe, args)
         parts.model.config.au_loss_weight = recipe.au_loss_weight
         args.dataset_kwargs, args.remove_unused_columns = {"skip_prepare_dataset": True}, False
         from datasets import Dataset

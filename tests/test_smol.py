@@ -28,8 +28,9 @@ def sft_smol(smol, toy, tmp_path_factory):
     out = tmp_path_factory.mktemp("smol-sft")
     recipe = SFTRecipe(model_path=str(smol), train_data=str(data), crops="frames", evidence=False, use_audio=False,
                        cache_dir=str(root / "smol-cache"), target="compact")  # fmt: skip
+    # the recipes' settings: bf16 where the CPU has it (TRL's default, checked against the hardware), no checkpointing
     args = trl.SFTConfig(output_dir=str(out / "run"), max_steps=1, per_device_train_batch_size=2, use_cpu=True,
-                         bf16=False, report_to=[], save_strategy="no", learning_rate=1e-3)  # fmt: skip
+                         gradient_checkpointing=False, report_to=[], save_strategy="no", learning_rate=1e-3)  # fmt: skip
     trainer, processor, _ = build_trainer(recipe, args)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.train()
@@ -53,7 +54,7 @@ def test_one_grpo_step_on_the_trained_smol(sft_smol, toy, tmp_path, monkeypatch)
     recipe = GRPORecipe(model_path=str(sft_smol[0]), train_data=str(data), crops="frames", evidence=False,
                         use_audio=False, cache_dir=str(root / "smol-cache"), reward_funcs=["format", "chars"])  # fmt: skip
     args = trl.GRPOConfig(output_dir=str(tmp_path / "run"), max_steps=1, per_device_train_batch_size=2,
-                          num_generations=2, max_completion_length=16, use_cpu=True, bf16=False, report_to=[],
+                          num_generations=2, max_completion_length=16, use_cpu=True, report_to=[],
                           save_strategy="no", learning_rate=1e-3, gradient_checkpointing=False, logging_steps=1)  # fmt: skip
     trainer, _, _ = build_trainer(recipe, args)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}

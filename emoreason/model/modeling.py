@@ -112,9 +112,26 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
     # ---- media encoders -------------------------------------------------------------------------
 
     def encode_faces(
-        self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None, region_mask=None
+        self,
+        pixel_values: torch.Tensor | None,
+        frame_mask: torch.Tensor | None = None,
+        region_mask=None,
+        face_features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Face crops ``[B, T, 3, S, S]`` -> (LM-space face tokens ``[B, K, Dt]``, AU logits ``[B, A]``)."""
+        """Face crops ``[B, T, 3, S, S]`` -> (LM-space face tokens ``[B, K, Dt]``, AU logits ``[B, A]``).
+
+        ``face_features`` ``[B, T, P, Dv]``: the frozen face tower's output for those crops, computed earlier
+        (training caches it per clip: :class:`emoreason.train.tower_cache.TowerCache`); the tower is then skipped."""
+        if face_features is None:
+            face_features = self.encode_face_crops(pixel_values)
+        elif face_features.ndim != 4 or face_features.shape[1] > self.config.max_frames:
+            raise ValueError(f"face_features: expected [B, T <= {self.config.max_frames}, P, D], "
+                             f"got {list(face_features.shape)}")  # fmt: skip
+        compressed = self.face_compressor(face_features, frame_mask=frame_mask, region_mask=region_mask)
+        return self.face_connector(compressed.tokens), compressed.au_logits
+
+    def encode_face_crops(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The face tower alone: crops ``[B, T, 3, S, S]`` -> patch tokens ``[B, T, P, Dv]``."""
         size = self.config.face_config.image_size
         if pixel_values.ndim != 5 or pixel_values.shape[2:] != (3, size, size):
             raise ValueError(
@@ -126,9 +143,7 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
                 f"pixel_values: expected at most {self.config.max_frames} frames, got {pixel_values.shape[1]}"
             )
         dtype = next(self.face_tower.parameters()).dtype
-        patches = self.face_tower(pixel_values.to(dtype))  # [B, T, P, Dv]
-        compressed = self.face_compressor(patches, frame_mask=frame_mask, region_mask=region_mask)
-        return self.face_connector(compressed.tokens), compressed.au_logits
+        return self.face_tower(pixel_values.to(dtype))  # [B, T, P, Dv]
 
     def encode_audio(self, input_features: torch.Tensor) -> torch.Tensor:
         """Log-mel ``[B, mels, L]`` -> LM-space audio tokens ``[B, M, Dt]``."""
@@ -145,13 +160,14 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
         frame_mask: torch.Tensor | None = None,
         input_features: torch.Tensor | None = None,
         audio_mask: torch.Tensor | None = None,
+        face_features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Prompt embeddings with the media tokens written into the placeholder positions."""
         embeds = self.get_input_embeddings()(input_ids)  # [B, L, Dt]
         au_logits = None
         face_slots = input_ids == self.config.face_token_id  # [B, L]
-        if pixel_values is not None:
-            face_tokens, au_logits = self.encode_faces(pixel_values, frame_mask)
+        if pixel_values is not None or face_features is not None:
+            face_tokens, au_logits = self.encode_faces(pixel_values, frame_mask, face_features=face_features)
             embeds = _scatter(embeds, face_slots, face_tokens, "<face>")
         elif face_slots.any():
             raise ValueError(f"the prompt has {int(face_slots.sum())} <face> tokens but no pixel_values were given")
@@ -178,6 +194,7 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
         au_labels: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
+        face_features: torch.Tensor | None = None,
         **kwargs,
     ) -> EmoReasonOutput:
         """LM loss on ``labels`` (-100 = ignored) plus ``au_loss_weight`` x the AU head's BCE on
@@ -186,11 +203,13 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
         Without ``labels``, ``logits`` are every position's ``[B, L, V]``. With them, the LM head runs only where
         a next token is labelled (the answer: a third of an SFT row): ``logits`` are those positions' ``[N, V]``,
         in order, and ``lm_loss`` is their summed cross-entropy over ``num_items_in_batch`` (the labelled tokens
-        of the whole accumulated batch, as the Trainer passes it), else over ``N``.
+        of the whole accumulated batch, as the Trainer passes it), else over ``N``. ``face_features``: the frozen
+        face tower's output for ``pixel_values``, when computed earlier (:meth:`encode_faces`).
         """
         au_logits = None
         if inputs_embeds is None:
-            inputs_embeds, au_logits = self.embed(input_ids, pixel_values, frame_mask, input_features, audio_mask)
+            inputs_embeds, au_logits = self.embed(input_ids, pixel_values, frame_mask, input_features, audio_mask,
+                                                  face_features)  # fmt: skip
         if labels is None:
             out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
             lm_loss, logits, past = None, out.logits, getattr(out, "past_key_values", None)
@@ -267,10 +286,11 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
         frame_mask: torch.Tensor | None = None,
         input_features: torch.Tensor | None = None,
         audio_mask: torch.Tensor | None = None,
+        face_features: torch.Tensor | None = None,
         **generate_kwargs,
     ) -> torch.Tensor:
         """New token ids ``[B, N]`` (the prompt is not repeated), from the LM's own ``generate``."""
-        embeds, _ = self.embed(input_ids, pixel_values, frame_mask, input_features, audio_mask)
+        embeds, _ = self.embed(input_ids, pixel_values, frame_mask, input_features, audio_mask, face_features)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
@@ -283,9 +303,10 @@ class _Backbone:
         self.model = model
 
     def __call__(self, input_ids=None, attention_mask=None, pixel_values=None, frame_mask=None, input_features=None,
-                 audio_mask=None, au_labels=None, inputs_embeds=None, **kwargs):  # fmt: skip
+                 audio_mask=None, au_labels=None, inputs_embeds=None, face_features=None, **kwargs):  # fmt: skip
         if inputs_embeds is None:
-            inputs_embeds, _ = self.model.embed(input_ids, pixel_values, frame_mask, input_features, audio_mask)
+            inputs_embeds, _ = self.model.embed(input_ids, pixel_values, frame_mask, input_features, audio_mask,
+                                                face_features)  # fmt: skip
         causal = _causal_lm(self.model.language_model)
         return causal.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
 

@@ -95,9 +95,14 @@ class MediaCache:
         self.processor, self.config = processor, config
         self.stats = CacheStats()
 
-    def get(self, sample: Sample) -> Prepared | None:
+    def path(self, sample: Sample) -> Path:
+        """The sample's cache entry: keyed by its id, its media (a moved corpus is not a cache hit) and the
+        preprocessing settings (the folder); also the key of what is computed from these media later."""
         media = hashlib.sha1(str(Path(sample.media).resolve()).encode()).hexdigest()[:8]
-        path = self.dir / f"{sample.id}-{media}.pt"  # keyed by the media too: a moved corpus is not a cache hit
+        return self.dir / f"{sample.id}-{media}.pt"
+
+    def get(self, sample: Sample) -> Prepared | None:
+        path = self.path(sample)
         if path.is_file():
             self.stats.hits += 1
             data = torch.load(path, weights_only=False)

@@ -87,9 +87,10 @@ def build_trainer(recipe: GRPORecipe, args):
     from emoreason.model.tokenizer import IM_END
     from emoreason.train.grpo_trainer import EmoReasonGRPOTrainer
     from emoreason.train.rewards import get_rewards
+    from emoreason.train.tower_cache import TowerCache
 
     check_args(recipe, args)
-    parts = load_parts(recipe)
+    parts = load_parts(recipe, args)
     model, processor, tokenizer = parts.model, parts.processor, parts.processor.tokenizer
     # TRL reads the stop tokens from the model's generation config (the composed model has none of its own)
     model.generation_config = GenerationConfig(eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(
@@ -100,9 +101,10 @@ def build_trainer(recipe: GRPORecipe, args):
     args.generation_kwargs = {**suppress, **(args.generation_kwargs or {})}
     if args.ddp_find_unused_parameters is None:
         args.ddp_find_unused_parameters = True  # the audio path has no gradient in a batch without audio
+    towers = TowerCache(model, recipe.cache_dir) if TowerCache.is_frozen(model) else None
     trainer = EmoReasonGRPOTrainer(model=model, reward_funcs=get_rewards(recipe.reward_funcs), args=args,
                                    train_dataset=make_dataset(parts.rows, processor), processing_class=tokenizer,
-                                   processor=processor, cache=parts.cache)  # fmt: skip
+                                   processor=processor, cache=parts.cache, towers=towers)  # fmt: skip
     return trainer, processor, parts.skipped
 
 

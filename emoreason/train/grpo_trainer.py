@@ -26,29 +26,37 @@ class EmoReasonGRPOTrainer(GRPOTrainer):
     silently dropping ``frame_mask``, ``input_features`` and ``audio_mask``. The overrides only supply those:
     prompt ids and media per row (``_generate_and_score_completions``, ``_tokenize_prompts``), generation with
     media (``_generate_single_turn``; our ``generate`` returns only the new tokens) and the media for each
-    log-prob forward (``_compute_loss``, ``_get_per_token_logps_and_entropies``). Scoring, advantages and the
-    loss are TRL's.
+    log-prob forward (``_compute_loss``, ``_get_per_token_logps_and_entropies``, which also scores only the
+    completion positions). Scoring, advantages and the loss are TRL's.
     """
 
-    def __init__(self, *args, processor, cache, **kwargs):
-        """TRL's arguments plus the emoreason ``processor`` and the ``cache`` of prepared media."""
-        self.emo_processor, self.media_cache = processor, cache
+    def __init__(self, *args, processor, cache, towers=None, **kwargs):
+        """TRL's arguments plus the emoreason ``processor``, the ``cache`` of prepared media and (a frozen face tower)
+        the :class:`~emoreason.train.tower_cache.TowerCache` of its outputs per clip."""
+        self.emo_processor, self.media_cache, self.towers = processor, cache, towers
+        self._media_keys = MEDIA_KEYS if towers is None else ("face_features",) + MEDIA_KEYS[1:]
         self._prompt_ids: list[list[int]] = []
         self._media: dict[str, torch.Tensor] = {}
         super().__init__(*args, **kwargs)
 
     def _prompt_features(self, row: str):
-        """One row's prompt as model inputs: ids with the media placeholders expanded, plus its media."""
-        prepared = self.media_cache.get(Sample.from_dict(json.loads(row)))  # cached; usable (checked upfront)
+        """One row's prompt as model inputs: ids with the media placeholders expanded, plus its media; and the
+        row's media cache key (the tower cache's key too)."""
+        sample = Sample.from_dict(json.loads(row))
+        prepared = self.media_cache.get(sample)  # cached; usable (checked upfront)
         messages = self.emo_processor.build_messages(prepared.evidence, has_audio=prepared.waveform is not None)
-        return self.emo_processor(messages, faces=prepared.crops, audio=prepared.waveform)
+        return self.emo_processor(messages, faces=prepared.crops, audio=prepared.waveform), str(
+            self.media_cache.path(sample))  # fmt: skip
 
     def _generate_and_score_completions(self, inputs):
         """Override: our prompt ids and media for the batch, then TRL's; the media ride on its output."""
-        features = [self._prompt_features(x["row"]) for x in inputs]
+        features, keys = zip(*(self._prompt_features(x["row"]) for x in inputs))
         self._prompt_ids = [f["input_ids"][0].tolist() for f in features]
         device = self.accelerator.device
-        self._media = {k: torch.cat([f[k] for f in features]).to(device) for k in MEDIA_KEYS}  # [B*G, ...]
+        media = {k: torch.cat([f[k] for f in features]) for k in MEDIA_KEYS}  # [B*G, ...]
+        if self.towers is not None:  # the frozen tower's output, once per clip (generation and every forward)
+            media["face_features"] = self.towers.features(list(keys), media.pop("pixel_values"))
+        self._media = {k: media[k].to(device) for k in self._media_keys}
         output = super()._generate_and_score_completions(inputs)
         return output | self._media  # split and shuffled with the completions, for _compute_loss
 
@@ -82,13 +90,15 @@ class EmoReasonGRPOTrainer(GRPOTrainer):
 
     def _compute_loss(self, model, inputs):
         """Override: the media of this (split, shuffled) batch, for the log-prob forward; TRL's loss."""
-        self._media = {k: inputs[k] for k in MEDIA_KEYS}
+        self._media = {k: inputs[k] for k in self._media_keys}
         return super()._compute_loss(model, inputs)
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                            batch_size=None, compute_entropy=False, compute_aux_loss=False,
                                            **image_inputs):  # fmt: skip
-        """Override: the forward with the media; the fused LM head gives log-probs and entropies."""
+        """Override: the forward with the media, through the model's own loss path (the LM head only at the
+        completion tokens, the rows' shared prompt prefix run once); log-probs and entropies ``[B, logits_to_keep]``.
+        TRL's fused LM head would score every prompt position too on a CPU."""
         batch_size = batch_size or input_ids.size(0)
         logps, entropies = [], []
         for start in range(0, input_ids.size(0), batch_size):
@@ -97,8 +107,13 @@ class EmoReasonGRPOTrainer(GRPOTrainer):
             labels = ids.masked_fill(mask == 0, -100)
             labels[:, :-logits_to_keep] = -100  # only the completion is scored
             with self.accelerator.autocast():
-                out = model(input_ids=ids, attention_mask=mask, **media, labels=labels, fused_lm_head=True)
-            logps.append(out.log_probs[:, -logits_to_keep:])
+                logits = model(input_ids=ids, attention_mask=mask, **media, labels=labels).logits  # [N, V]
+            scored = labels[:, 1:] != -100  # [B, L-1]: position t scores token t+1
+            log_probs = (logits.float() / self.temperature).log_softmax(-1)
+            token = log_probs.gather(-1, labels[:, 1:][scored][:, None])[:, 0]  # [N]
+            logps.append(token.new_zeros(scored.shape).masked_scatter(scored, token)[:, -logits_to_keep:])
             if compute_entropy:
-                entropies.append(out.entropy[:, -logits_to_keep:])
+                with torch.no_grad():
+                    entropy = -(log_probs.exp() * log_probs).sum(-1)
+                entropies.append(entropy.new_zeros(scored.shape).masked_scatter(scored, entropy)[:, -logits_to_keep:])
         return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None

@@ -19,6 +19,7 @@ from emoreason.data.schema import Sample
 from emoreason.train.data import MediaCache, au_targets, target_text
 from emoreason.train.recipe import RecipeError, TrainRecipe
 from emoreason.train.stage import load_parts, parse_recipe, run_stage
+from emoreason.train.tower_cache import TowerCache
 
 
 @dataclass
@@ -42,13 +43,16 @@ class SFTRecipe(TrainRecipe):
 class Collator:
     """Rows -> a padded batch: cached media, prompt + target (only the assistant turn is a label), AU labels."""
 
-    def __init__(self, processor, cache: MediaCache, target: str = "facs"):
-        self.processor, self.cache, self.target = processor, cache, target
+    def __init__(self, processor, cache: MediaCache, target: str = "facs", towers: TowerCache | None = None):
+        """``towers``: the frozen face tower's outputs per clip; the batch then carries ``face_features`` instead
+        of ``pixel_values`` (the tower runs once per clip, not once per step)."""
+        self.processor, self.cache, self.target, self.towers = processor, cache, target, towers
 
     def __call__(self, rows: list[dict]) -> dict:
-        features, au_rows = [], []
+        features, au_rows, keys = [], [], []
         for row in rows:
             sample = Sample.from_dict(json.loads(row["row"]))
+            keys.append(str(self.cache.path(sample)))
             prepared = self.cache.get(sample)  # filtered upfront, so never None here
             messages = self.processor.build_messages(prepared.evidence, has_audio=prepared.waveform is not None,
                                                      answer=target_text(sample, self.target))  # fmt: skip
@@ -57,6 +61,8 @@ class Collator:
             au_rows.append(au_targets(sample))
         batch = dict(self.processor.collate(features, padding_side="right"))
         batch["au_labels"] = torch.stack(au_rows)
+        if self.towers is not None:
+            batch["face_features"] = self.towers.features(keys, batch.pop("pixel_values"))  # [B, T, P, D]
         return batch
 
 
@@ -66,14 +72,15 @@ def build_trainer(recipe: SFTRecipe, args):
 
     from emoreason.train.sft_trainer import EmoReasonSFTTrainer
 
-    parts = load_parts(recipe)
+    parts = load_parts(recipe, args)
     parts.model.config.au_loss_weight = recipe.au_loss_weight
     args.dataset_kwargs = {"skip_prepare_dataset": True}
     args.remove_unused_columns = False
     # rows travel as JSON text: Arrow would pad nested fields (provenance, aus) across rows
     dataset = Dataset.from_dict({"row": [json.dumps(r) for r in parts.rows]})
+    towers = TowerCache(parts.model, recipe.cache_dir) if TowerCache.is_frozen(parts.model) else None
     trainer = EmoReasonSFTTrainer(model=parts.model, args=args, train_dataset=dataset, data_collator=Collator(
-        parts.processor, parts.cache, recipe.target), processing_class=parts.processor.tokenizer)  # fmt: skip
+        parts.processor, parts.cache, recipe.target, towers), processing_class=parts.processor.tokenizer)  # fmt: skip
     return trainer, parts.processor, parts.skipped
 
 

@@ -26,12 +26,11 @@ logger = logging.getLogger(__name__)
 def parse_recipe(recipe_class, config_class, argv: list[str]):
     """``(recipe, trl_config)`` from ``--config FILE`` and overrides (TrlParser); TRL's own checks -> RecipeError.
 
-    Hardware settings follow the machine unless the recipe or the command line sets them: ``use_cpu`` when there is
-    no CUDA device, and bf16 only where the hardware has it (:func:`~emoreason.train.hardware.resolve_precision`:
-    a ``bf16: true`` on a machine without it is a warning and float32, not a crash)."""
+    ``use_cpu`` follows the machine (on when there is no CUDA device) unless the recipe or the command line sets
+    it; bf16 is checked against the hardware when the trainer is built (:func:`load_parts`)."""
     from trl import TrlParser
 
-    from emoreason.train.hardware import has_accelerator, resolve_precision
+    from emoreason.train.hardware import has_accelerator
 
     argv = list(argv)
     if not has_accelerator() and not _sets(argv, "use_cpu"):
@@ -40,7 +39,6 @@ def parse_recipe(recipe_class, config_class, argv: list[str]):
         recipe, args = TrlParser((recipe_class, config_class)).parse_args_and_config(args=argv)
     except ValueError as exc:  # TRL's own argument checks (batch sizes, num_generations, ...)
         raise RecipeError(str(exc)) from exc
-    logger.info("training in %s", resolve_precision(args))
     return recipe, args
 
 
@@ -125,8 +123,13 @@ class Parts:
     skipped: dict
 
 
-def load_parts(recipe: TrainRecipe) -> Parts:
-    """The model (ready to train), processor, media cache and training rows of ``recipe``."""
+def load_parts(recipe: TrainRecipe, args) -> Parts:
+    """The model (ready to train), processor, media cache and training rows of ``recipe``, and the precision of its
+    TRL config ``args`` checked against the hardware (:func:`~emoreason.train.hardware.resolve_precision`: a
+    ``bf16: true`` on a machine without native bf16 is a warning and float32, not a crash)."""
+    from emoreason.train.hardware import resolve_precision
+
+    logger.info("training in %s", resolve_precision(args))
     model = load_model(recipe)
     processor, cache = load_processor_and_cache(recipe)
     rows, skipped = load_rows(recipe, cache)
