@@ -1,6 +1,6 @@
 """How fast a training step and a held-out answer are: the recipe of record before issue 20 against the new default.
 
-    python scripts/bench_train_speed.py --preset smol --json OUT [--steps 3] [--batch 8] [--clips 32] [--work DIR]
+    python scripts/bench_train_speed.py --preset smol --json OUT [--ablate] [--steps 3] [--batch 8] [--clips 32]
 
 On the same toy clips (``make_toy_dataset(DIR, 200, size=64)``, the same seed, so both sides train on the same
 batches), each side in its own process (its own peak RSS):
@@ -14,8 +14,11 @@ batches), each side in its own process (its own peak RSS):
 - Greedy answers to ``--clips`` held-out clips (``max_new_tokens`` 224): generated tokens per second, old
   (float32, batch 8) against new (``emoreason.train.rollout.generate``'s defaults).
 
+``--ablate`` also times the new default with one change undone at a time (bf16, LoRA dropout, checkpointing, the
+shared prefix, the tower cache, the answer-only loss), so each change is measured on its own.
+
 Writes ``{"sft": {"baseline_s", "new_s", "ratio"}, "generate": {"baseline_tokens_per_s", "new_tokens_per_s",
-"ratio"}, "tokens_per_step", "answer_tokens_per_step", "peak_rss_mb": {side: MB}, "precision", "where"}``.
+"ratio"}, "tokens_per_step", "answer_tokens_per_step", "peak_rss_mb": {side: MB}, "precision", "where", "ablations": {name: {"step_s", "vs_new", "peak_rss_mb"}}}``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,15 @@ from emoreason.model.presets import PRESETS, build_preset
 from emoreason.toyfaces import make_toy_dataset
 
 CLIPS = 200  # toy clips; the held-out answers come from the test split (people never trained on)
+# --ablate: the new default with one change undone, each timed on its own (arguments appended to the new side's)
+ABLATIONS = {
+    "fp32": ["--bf16", "false"],
+    "lora_dropout": ["--lora_dropout", "0.05"],
+    "checkpointing": ["--gradient_checkpointing", "true"],  # also turns the prefix sharing off (no KV cache)
+    "no_prefix_sharing": [],
+    "no_tower_cache": [],
+    "full_logits": [],  # TRL's stock SFTTrainer with the old compute_loss_func (and its metrics forward)
+}
 
 
 def old_loss(outputs, labels, num_items_in_batch=None):
@@ -51,17 +63,27 @@ def sft_child(side: str, model: Path, data: Path, work: Path, steps: int, batch:
     import trl
     from transformers import TrainerCallback
 
+    from emoreason.model import modeling
     from emoreason.train import sft
     from emoreason.train.stage import load_parts, parse_recipe
+    from emoreason.train.tower_cache import TowerCache
+
+    if side == "no_prefix_sharing":
+        modeling.MIN_SHARED_PREFIX = 1 << 30  # no prompt is that long: every row runs in full
+    if side == "no_tower_cache":
+        TowerCache.is_frozen = staticmethod(lambda model: False)  # the collator then sends the crops
 
     base = ["--model_path", str(model), "--train_data", str(data), "--cache_dir", str(work / "cache"),
             "--crops", "frames", "--evidence", "false", "--use_audio", "false", "--target", "compact",
             "--au_loss_weight", "3.0", "--output_dir", str(work / side), "--max_steps", str(steps + 1),
             "--per_device_train_batch_size", str(batch), "--save_strategy", "no", "--report_to", "none",
             "--learning_rate", "5e-4", "--logging_steps", "1", "--disable_tqdm", "true"]  # fmt: skip
-    if side == "baseline":
-        recipe, args = parse_recipe(sft.SFTRecipe, trl.SFTConfig, base + [
-            "--bf16", "false", "--gradient_checkpointing", "true", "--lora_dropout", "0.05"])  # fmt: skip
+    if side in ABLATIONS:  # the new default with one change undone
+        base += ABLATIONS[side]
+        side = "full_logits" if side == "full_logits" else "new"
+    if side in ("baseline", "full_logits"):
+        old = ["--bf16", "false", "--gradient_checkpointing", "true", "--lora_dropout", "0.05"]
+        recipe, args = parse_recipe(sft.SFTRecipe, trl.SFTConfig, base + (old if side == "baseline" else ["--gradient_checkpointing", "false"]))
         parts = load_parts(recipe, args)
         parts.model.config.au_loss_weight = recipe.au_loss_weight
         args.dataset_kwargs, args.remove_unused_columns = {"skip_prepare_dataset": True}, False
@@ -69,9 +91,10 @@ def sft_child(side: str, model: Path, data: Path, work: Path, steps: int, batch:
 
         trainer = trl.SFTTrainer(model=parts.model, args=args, train_dataset=Dataset.from_dict(
             {"row": [json.dumps(r) for r in parts.rows]}), data_collator=sft.Collator(parts.processor, parts.cache,
-            "compact"), processing_class=parts.processor.tokenizer, compute_loss_func=old_loss)  # fmt: skip
+            "compact", TowerCache(parts.model, recipe.cache_dir) if side == "full_logits" else None),
+            processing_class=parts.processor.tokenizer, compute_loss_func=old_loss)  # fmt: skip
     else:
-        recipe, args = parse_recipe(sft.SFTRecipe, trl.SFTConfig, base + ["--gradient_checkpointing", "false"])
+        recipe, args = parse_recipe(sft.SFTRecipe, trl.SFTConfig, ["--gradient_checkpointing", "false"] + base)
         trainer = sft.build_trainer(recipe, args)[0]
     ends, tokens = [], []
 
@@ -135,6 +158,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3, help="timed SFT steps per side (after one warm-up step)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--clips", type=int, default=32, help="held-out clips answered per side")
+    parser.add_argument("--ablate", action="store_true", help="also time the new default with each change undone")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     model, data = args.work / args.preset, args.work / "toy" / "toy.jsonl"
@@ -171,6 +195,14 @@ def main() -> int:
           f"{result['generate']['ratio']:5.2f}x |")  # fmt: skip
     print(f"| {'SFT peak RSS (MB)':22} | {sft_old['peak_rss_mb']:10.0f} | {sft_new['peak_rss_mb']:10.0f} |        |")
     print(f"tokens per step {result['tokens_per_step']:.0f} ({result['answer_tokens_per_step']:.0f} answer)")
+    if args.ablate:
+        result["ablations"] = {}
+        for name in ABLATIONS:
+            run = child("sft", name, args)
+            result["ablations"][name] = {"step_s": run["median_s"], "vs_new": run["median_s"] / sft_new["median_s"],
+                                         "peak_rss_mb": run["peak_rss_mb"]}  # fmt: skip
+            print(f"| new, {name.replace('_', ' ') + ' (undone)':30} | {run['median_s']:6.1f} s | "
+                  f"{run['median_s'] / sft_new['median_s']:5.2f}x new | {run['peak_rss_mb']:6.0f} MB |")  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

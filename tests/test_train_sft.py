@@ -42,6 +42,13 @@ def test_sft_steps_change_lora_compressor_connectors_not_towers(toy, tmp_path):
     assert any(k.startswith("face_connector.") for k in changed)
     assert not any(k.startswith(("face_tower.", "audio_tower.")) or ".base_layer." in k for k in changed)
     assert trainer.state.log_history[-1]["train_loss"] > 0
+    # the answer tags' embedding rows learn (LoRA alone cannot teach the model to write added tokens); no other row
+    from emoreason.model.tokenizer import TAG_TOKENS
+
+    tags = trainer.processing_class.convert_tokens_to_ids(list(TAG_TOKENS))
+    embed = next(k for k in before if k.endswith("embed_tokens.weight"))
+    moved = (before[embed] != after[embed]).any(1).nonzero()[:, 0].tolist()
+    assert moved and set(moved) <= set(tags)
 
 
 def test_the_trainer_loss_is_the_answer_tokens_cross_entropy_plus_the_au_loss_with_its_metrics(toy, tmp_path):

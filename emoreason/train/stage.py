@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from emoreason.data import DataError
 from emoreason.data.jsonl import read_samples
 from emoreason.train.data import MediaCache
@@ -80,8 +82,33 @@ def load_model(recipe: TrainRecipe):
         if has_lora(model):
             raise RecipeError(f"lora: false, but {recipe.model_path} has a LoRA adapter; set lora: true to train it")
         model.language_model.requires_grad_(not recipe.freeze_language_model)  # frozen: the alignment stage
+    if recipe.lora:  # (alignment keeps the whole LM as it is)
+        from emoreason.model.processor import EmoReasonProcessor
+        from emoreason.model.tokenizer import TAG_TOKENS
+
+        tokenizer = EmoReasonProcessor.from_pretrained(recipe.model_path).tokenizer
+        train_token_rows(model, tokenizer.convert_tokens_to_ids(list(TAG_TOKENS)))
     model.train()
     return model
+
+
+def train_token_rows(model, token_ids: list[int]) -> None:
+    """Make the LM's embedding rows of ``token_ids`` (and their rows of an untied LM head) trainable, and only those.
+
+    The answer tags (``<think>``, ``</think>``, ``<answer>``, ``</answer>``) are tokens emoreason added to a
+    pretrained vocabulary: their rows start untrained, and LoRA adapts the layers, not the vocabulary, so a LoRA
+    run alone never learns to write them (measured on the smol preset: after 300 SFT steps the teacher-forced
+    answer read ",,,Observations: AU6 D, AU12 D. Conclusion: happiness.,,," with a comma for every tag). The rows
+    are trained in place and saved with the base weights, which vLLM serves (its LoRA adapters carry no
+    embeddings). A gradient hook zeroes every other row; Adam then leaves them unchanged (no weight decay is set).
+    """
+    rows = torch.as_tensor(token_ids)
+    weights = {id(w): w for w in (model.get_input_embeddings().weight, model.get_output_embeddings().weight)}
+    for weight in weights.values():  # one parameter when the embeddings are tied (SmolLM2)
+        mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
+        mask[rows] = 1.0
+        weight.requires_grad_(True)
+        weight.register_hook(lambda grad, mask=mask: grad * mask)
 
 
 def load_processor_and_cache(recipe: TrainRecipe):
