@@ -85,6 +85,8 @@ def sft_child(side: str, model: Path, data: Path, work: Path, steps: int, batch:
         old = ["--bf16", "false", "--gradient_checkpointing", "true", "--lora_dropout", "0.05"]
         recipe, args = parse_recipe(sft.SFTRecipe, trl.SFTConfig, base + (old if side == "baseline" else ["--gradient_checkpointing", "false"]))
         parts = load_parts(recipe, args)
+        if side == "baseline":  # the answer tags' embedding rows were not trained before
+            parts.model.get_input_embeddings().weight.requires_grad_(False)
         parts.model.config.au_loss_weight = recipe.au_loss_weight
         args.dataset_kwargs, args.remove_unused_columns = {"skip_prepare_dataset": True}, False
         from datasets import Dataset
