@@ -18,7 +18,8 @@ batches), each side in its own process (its own peak RSS):
 shared prefix, the tower cache, the answer-only loss), so each change is measured on its own.
 
 Writes ``{"sft": {"baseline_s", "new_s", "ratio"}, "generate": {"baseline_tokens_per_s", "new_tokens_per_s",
-"ratio"}, "tokens_per_step", "answer_tokens_per_step", "peak_rss_mb": {side: MB}, "precision", "where", "ablations": {name: {"step_s", "vs_new", "peak_rss_mb"}}}``.
+"ratio"}, "tokens_per_step", "answer_tokens_per_step", "peak_rss_mb": {side: MB}, "precision", "where",
+"ablations": {name: {"step_s", "vs_new", "peak_rss_mb"}}}``.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def sft_child(side: str, model: Path, data: Path, work: Path, steps: int, batch:
         side = "full_logits" if side == "full_logits" else "new"
     if side in ("baseline", "full_logits"):
         old = ["--bf16", "false", "--gradient_checkpointing", "true", "--lora_dropout", "0.05"]
-        recipe, args = parse_recipe(sft.SFTRecipe, trl.SFTConfig, base + (old if side == "baseline" else ["--gradient_checkpointing", "false"]))
+        extra = old if side == "baseline" else ["--gradient_checkpointing", "false"]
+        recipe, args = parse_recipe(sft.SFTRecipe, trl.SFTConfig, base + extra)
         parts = load_parts(recipe, args)
         if side == "baseline":  # the answer tags' embedding rows were not trained before
             parts.model.get_input_embeddings().weight.requires_grad_(False)

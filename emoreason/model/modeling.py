@@ -322,7 +322,8 @@ def shared_prefix_length(
     one row or a prefix under 16 tokens."""
     if input_ids.shape[0] < 2:
         return 0
-    same = (input_ids == input_ids[:1]).all(0) & ~torch.isin(input_ids[0], torch.tensor(media_ids, device=input_ids.device))  # [L]
+    media = torch.isin(input_ids[0], torch.tensor(media_ids, device=input_ids.device))
+    same = (input_ids == input_ids[:1]).all(0) & ~media  # [L]
     if attention_mask is not None:
         same &= attention_mask.bool().all(0)
     shared = int(same.int().cumprod(0).sum())

@@ -69,8 +69,8 @@ def score(
 def evaluate(model_path: str, samples: list[Sample], cache_dir: str, media: MediaConfig,
              weights: dict[str, float], max_new_tokens: int = 256, batch_size: int = 32,
              examples: int = 2) -> dict:  # fmt: skip
-    """Greedy answers of a checkpoint on ``samples`` (in bf16 where the hardware has it, with the KV cache): each reward's mean, the mean weighted total reward
-    (:func:`~emoreason.train.rewards.total_reward`), the share of answers cut at ``max_new_tokens``, the time and
+    """Greedy answers of a checkpoint on ``samples`` (in bf16 where the hardware has it, with the KV cache): each
+    reward's mean, the mean weighted total reward (:func:`~emoreason.train.rewards.total_reward`), the share of answers cut at ``max_new_tokens``, the time and
     the first ``examples`` answers verbatim."""
     import time
 

@@ -1,8 +1,8 @@
 """Frozen face-tower outputs, computed once per clip and kept for every later step, epoch and stage.
 
 A frozen tower gives the same patch tokens for the same crops at every step, so recomputing them is waste: on
-the smol preset the FER2013 mini-Xception took 1.7-4 s of a 14 s SFT step for a batch of 8 clips x 16 frames
-(depthwise convolutions are slow on a CPU). Entries are keyed by the clip and by a fingerprint of the tower's
+the smol preset the FER2013 mini-Xception took 1.7-4 s for a batch of 8 clips x 16 frames (timed alone, while a
+training run shared the 2-core machine; depthwise convolutions are slow on a CPU). Entries are keyed by the clip and by a fingerprint of the tower's
 weights (a checkpoint with another tower never reads them), held in memory and written beside the media cache so
 the next stage (GRPO, self-improvement) and a resumed run read them from disk.
 """
@@ -48,7 +48,8 @@ class TowerCache:
         return not any(p.requires_grad for p in model.face_tower.parameters())
 
     def features(self, keys: list[str], pixel_values: torch.Tensor) -> torch.Tensor:
-        """``pixel_values`` ``[B, T, 3, S, S]`` (the processor's crops of the clips named by ``keys``) -> ``[B, T, P, D]``."""
+        """``pixel_values`` ``[B, T, 3, S, S]`` (the processor's crops of the clips named by ``keys``) ->
+        ``[B, T, P, D]``."""
         missing = [i for i, key in enumerate(keys) if key not in self.memory and not self._load(key)]
         if missing:
             self.model.face_tower.eval()
