@@ -157,6 +157,33 @@ def test_shape_errors_say_expected_and_actual(tiny):
         model(**{**inputs, "input_ids": doubled, "attention_mask": torch.ones_like(doubled)})
 
 
+def test_au_tokens_say_what_the_au_head_read_in_the_lm_embedding_of_the_au_names():
+    """face_au_tokens: one token per AU after the compressed ones, p * code + (1 - p) * off, p the AU head's."""
+    model, processor = build_tiny(seed=0, face_au_tokens=True)
+    config, connector = model.config, model.face_connector
+    assert config.num_face_tokens == config.num_compressed_face_tokens + len(config.au_codes)
+    assert processor.num_face_tokens == config.num_face_tokens
+    connector.init_au_embeddings(model.get_input_embeddings(), processor.tokenizer, config.au_codes)
+    embed = model.get_input_embeddings().weight
+    ids = processor.tokenizer(" AU12", add_special_tokens=False)["input_ids"]
+    assert torch.allclose(connector.au_code_embedding[config.au_codes.index("AU12")],
+                          (embed[ids] * torch.arange(1.0, len(ids) + 1)[:, None]).sum(0) / sum(range(1, len(ids) + 1)))
+    tokens = torch.randn(2, config.num_compressed_face_tokens, config.face_config.hidden_size)
+    logits = torch.full((2, len(config.au_codes)), -30.0)
+    logits[0, 3] = 30.0
+    out = connector(tokens, logits)
+    assert out.shape == (2, config.num_face_tokens, config.text_config.hidden_size)
+    au_tokens = out[:, config.num_compressed_face_tokens :]
+    assert torch.allclose(au_tokens[0, 3], connector.au_code_embedding[3])  # present: the AU's name
+    assert torch.allclose(au_tokens[1, 3], connector.au_off_embedding)  # absent: " no"
+    with pytest.raises(ValueError, match="au_logits"):
+        connector(tokens)
+    batch = _batch(processor, answer="<think>AU12</think>")  # the whole model: placeholders match, loss trains it
+    out = model(**_inputs(batch), labels=batch["input_ids"].clone())
+    out.loss.backward()
+    assert connector.au_code_embedding.grad.abs().sum() > 0
+
+
 def test_config_limits():
     with pytest.raises(ValueError, match="face tokens"):
         EmoReasonConfig(face_temporal_slots=6)  # 6 regions x 6 slots = 36 > 32

@@ -12,7 +12,7 @@ from emoreason.model.tiny import make_tiny_checkpoint  # noqa: E402
 from emoreason.toyfaces import make_toy_dataset  # noqa: E402
 from emoreason.train.recipe import RecipeError  # noqa: E402
 from emoreason.train.rollout import generate, score  # noqa: E402
-from emoreason.train.sft import SFTRecipe, build_trainer  # noqa: E402
+from emoreason.train.sft import SFTRecipe, build_trainer, warm_up_face_tokens  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,18 @@ def test_sft_steps_change_lora_compressor_connectors_not_towers(toy, tmp_path):
     embed = next(k for k in before if k.endswith("embed_tokens.weight"))
     moved = (before[embed] != after[embed]).any(1).nonzero()[:, 0].tolist()
     assert moved and set(moved) <= set(tags)
+
+
+def test_face_warm_up_trains_only_the_compressor_and_lowers_its_au_loss(toy, tmp_path):
+    trainer, _, _ = _trainer(toy, tmp_path)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    loss_before, loss_after = warm_up_face_tokens(trainer.model, trainer.data_collator, trainer.train_dataset["row"],
+                                                  steps=40, lr=1e-2, batch_size=4)  # fmt: skip
+    assert loss_after < 0.7 * loss_before
+    changed = {k for k, v in trainer.model.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed and all(k.startswith("face_compressor.") for k in changed)
+    with pytest.raises(RecipeError, match="face_warmup_steps"):
+        _trainer(toy, tmp_path, face_warmup_steps=-1)
 
 
 def test_the_trainer_loss_is_the_answer_tokens_cross_entropy_plus_the_au_loss_with_its_metrics(toy, tmp_path):

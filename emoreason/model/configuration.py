@@ -42,6 +42,8 @@ class EmoReasonConfig(PreTrainedConfig):
         max_frames: face crops per clip.
         face_token_id, audio_token_id: ids of the ``<face>`` / ``<audio>`` placeholder tokens.
         au_loss_weight: weight of the AU head's auxiliary loss when AU labels are given.
+        face_au_tokens: after the compressed tokens, one token per AU in the LM's own embedding of the AU's name,
+            weighted by the AU head's probability (:class:`emoreason.model.connector.FaceConnector`).
         freeze_towers: keep the face and audio towers frozen (the default for training).
     """
 
@@ -67,6 +69,7 @@ class EmoReasonConfig(PreTrainedConfig):
     audio_token_id: int = 1
     au_codes: list[str] | None = None
     au_loss_weight: float = 0.5
+    face_au_tokens: bool = False
     freeze_towers: bool = True
     tie_word_embeddings: bool = False
 
@@ -90,9 +93,9 @@ class EmoReasonConfig(PreTrainedConfig):
                              f"got {self.face_config.model_type!r}")  # fmt: skip
         if self.au_codes is None:
             self.au_codes = list(AU_CODES)
-        if not 1 <= self.num_face_tokens <= MAX_FACE_TOKENS:
+        if not 1 <= self.num_compressed_face_tokens <= MAX_FACE_TOKENS:
             raise ValueError(
-                f"face_temporal_slots={self.face_temporal_slots} gives {self.num_face_tokens} face tokens; "
+                f"face_temporal_slots={self.face_temporal_slots} gives {self.num_compressed_face_tokens} face tokens; "
                 f"expected 1..{MAX_FACE_TOKENS} ({len(REGIONS)} regions x slots x queries_per_region)"
             )
         if not 1 <= self.num_audio_tokens <= MAX_AUDIO_TOKENS:
@@ -101,8 +104,14 @@ class EmoReasonConfig(PreTrainedConfig):
             raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
 
     @property
-    def num_face_tokens(self) -> int:
+    def num_compressed_face_tokens(self) -> int:
+        """The compressor's tokens: regions x queries x temporal slots."""
         return len(REGIONS) * self.face_queries_per_region * self.face_temporal_slots
+
+    @property
+    def num_face_tokens(self) -> int:
+        """LM positions a ``<face>`` takes: the compressed tokens, then one AU token per AU with ``face_au_tokens``."""
+        return self.num_compressed_face_tokens + (len(self.au_codes) if self.face_au_tokens else 0)
 
 
 __all__ = ["EmoReasonConfig", "MAX_FACE_TOKENS", "MAX_AUDIO_TOKENS"]

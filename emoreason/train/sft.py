@@ -9,17 +9,21 @@ but the answer masked, AU labels).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import torch
+from torch import nn
 
 from emoreason.data.schema import Sample
 from emoreason.train.data import MediaCache, au_targets, target_text
 from emoreason.train.recipe import RecipeError, TrainRecipe
-from emoreason.train.stage import load_parts, parse_recipe, run_stage
+from emoreason.train.stage import last_checkpoint, load_parts, parse_recipe, run_stage
 from emoreason.train.tower_cache import TowerCache
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,11 +33,15 @@ class SFTRecipe(TrainRecipe):
     lacks: ClassVar[str] = "no target"
 
     au_loss_weight: float = field(default=0.5, metadata={"help": "weight of the AU head's auxiliary loss"})
+    face_warmup_steps: int = field(default=0, metadata={"help": "steps of the AU head's loss alone on the face "
+                                   "compressor before SFT (the frozen tower's cached features; 0: none)"})  # fmt: skip
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.au_loss_weight < 0:
             raise RecipeError(f"au_loss_weight must be >= 0, got {self.au_loss_weight}")
+        if self.face_warmup_steps < 0:
+            raise RecipeError(f"face_warmup_steps must be >= 0, got {self.face_warmup_steps}")
 
     def trainable(self, sample: Sample) -> bool:
         """A row is trained on when it has a target: its rationale, or one written from its labels."""
@@ -79,9 +87,62 @@ def build_trainer(recipe: SFTRecipe, args):
     # rows travel as JSON text: Arrow would pad nested fields (provenance, aus) across rows
     dataset = Dataset.from_dict({"row": [json.dumps(r) for r in parts.rows]})
     towers = TowerCache(parts.model, recipe.cache_dir) if TowerCache.is_frozen(parts.model) else None
-    trainer = EmoReasonSFTTrainer(model=parts.model, args=args, train_dataset=dataset, data_collator=Collator(
-        parts.processor, parts.cache, recipe.target, towers), processing_class=parts.processor.tokenizer)  # fmt: skip
+    collator = Collator(parts.processor, parts.cache, recipe.target, towers)
+    if recipe.face_warmup_steps and not last_checkpoint(args.output_dir):  # a resumed run has its warmed weights
+        warm_up_face_tokens(parts.model, collator, dataset["row"], recipe.face_warmup_steps, args.learning_rate,
+                            args.per_device_train_batch_size, args.seed)  # fmt: skip
+    trainer = EmoReasonSFTTrainer(model=parts.model, args=args, train_dataset=dataset, data_collator=collator,
+                                  processing_class=parts.processor.tokenizer)  # fmt: skip
     return trainer, parts.processor, parts.skipped
+
+
+def warm_up_face_tokens(
+    model, collator: Collator, rows: list[str], steps: int, lr: float, batch_size: int, seed: int = 0
+) -> tuple[float, float]:
+    """Train the face compressor (and its AU head) on the AU labels alone for ``steps`` before SFT.
+
+    Measured on the smol preset's toy faces (BENCHMARKS.md): the compressor alone learns the AUs in a few hundred
+    steps (held-out AU F1 0.96 after 300), but inside SFT, sharing the gradient clip with the LM, its AU loss was
+    still 0.21 after 150 steps. Warmed up first, the AU tokens the LM reads (``face_au_tokens``) are right from its
+    first step. The frozen tower runs once per clip (the collator's tower cache), so a step costs milliseconds.
+    Returns the AU loss over all rows before and after.
+    """
+    from emoreason.model.modeling import au_head_loss
+
+    batches = [collator([{"row": row} for row in rows[i : i + 64]]) for i in range(0, len(rows), 64)]
+    with torch.no_grad():  # batches pad to their own longest clip: pad every one to the longest overall
+        parts = [b["face_features"] if "face_features" in b else model.encode_face_crops(b["pixel_values"])
+                 for b in batches]  # fmt: skip
+    frames = max(part.shape[1] for part in parts)
+    features = torch.cat([nn.functional.pad(part.float(), (0, 0, 0, 0, 0, frames - part.shape[1])) for part in parts])
+    frame_mask = torch.cat([nn.functional.pad(b["frame_mask"].bool(), (0, frames - b["frame_mask"].shape[1]))
+                            for b in batches])  # fmt: skip
+    labels = torch.cat([b["au_labels"] for b in batches])
+    compressor = model.face_compressor
+    device = next(compressor.parameters()).device
+
+    def loss_of(index: torch.Tensor) -> torch.Tensor:
+        out = compressor(features[index].to(device), frame_mask=frame_mask[index].to(device))
+        return au_head_loss(out.au_logits.float(), labels[index].to(device))
+
+    def full_loss() -> float:
+        with torch.no_grad():
+            return float(sum(loss_of(torch.arange(i, min(i + 64, len(labels)))) * min(64, len(labels) - i)
+                             for i in range(0, len(labels), 64)) / len(labels))  # fmt: skip
+
+    before = full_loss()
+    optimizer = torch.optim.AdamW([p for p in compressor.parameters() if p.requires_grad], lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    compressor.train()
+    for _ in range(steps):
+        loss = loss_of(torch.randint(0, len(labels), (batch_size,), generator=generator))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    after = full_loss()
+    logger.info("face warm-up: %d steps, AU loss %.3f -> %.3f on %d clips", steps, before, after, len(labels))
+    return before, after
 
 
 def run_sft(argv: list[str]) -> Path:
