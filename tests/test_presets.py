@@ -141,6 +141,24 @@ def test_smol_forward_with_face_crops_and_audio(smol):
 
 
 @pytest.mark.real_weights
+def test_smol_au_tokens_and_answer_tags_start_from_the_lms_embedding_of_their_names(smol):
+    import re
+
+    from emoreason.model.tokenizer import TAG_TOKENS
+
+    model = load_checkpoint(smol)
+    config, tokenizer = model.config, EmoReasonProcessor.from_pretrained(smol).tokenizer
+    assert config.face_au_tokens and config.num_face_tokens == config.num_compressed_face_tokens + len(config.au_codes)
+    embed = model.get_input_embeddings().weight
+    for tag in TAG_TOKENS:  # "<think>" starts at the mean of "<", "think", ">"
+        ids = [i for piece in re.findall(r"</?|\w+|>", tag) for i in tokenizer(piece, add_special_tokens=False)["input_ids"]]
+        assert torch.allclose(embed[tokenizer.convert_tokens_to_ids(tag)], embed[ids].mean(0))
+    codes = model.face_connector.au_code_embedding
+    similarity = torch.nn.functional.cosine_similarity(codes[:, None], codes[None], dim=-1)
+    assert float(similarity.fill_diagonal_(0).max()) < 0.999  # every AU's token differs ("AU1" is not "AU12")
+
+
+@pytest.mark.real_weights
 def test_vllm_model_can_build_the_smol_parts(smol):
     """The vLLM twin serves a Llama LM and builds the CNN face tower through the shared builder."""
     pytest.importorskip("vllm")

@@ -27,7 +27,7 @@ def sft_smol(smol, toy, tmp_path_factory):
     data, _, root = toy
     out = tmp_path_factory.mktemp("smol-sft")
     recipe = SFTRecipe(model_path=str(smol), train_data=str(data), crops="frames", evidence=False, use_audio=False,
-                       cache_dir=str(root / "smol-cache"), target="compact")  # fmt: skip
+                       cache_dir=str(root / "smol-cache"), target="compact", face_warmup_steps=5)  # fmt: skip
     # the recipes' settings: bf16 where the CPU has it (TRL's default, checked against the hardware), no checkpointing
     args = trl.SFTConfig(output_dir=str(out / "run"), max_steps=1, per_device_train_batch_size=2, use_cpu=True,
                          gradient_checkpointing=False, report_to=[], save_strategy="no", learning_rate=1e-3)  # fmt: skip
