@@ -151,6 +151,24 @@ def test_small_face_in_a_large_canvas(astronaut, detector):
     assert BlazeFaceDetector(min_face_px=None).detect(canvas) == []  # one pass cannot see it: tiles do
 
 
+def test_a_face_the_whole_image_pass_finds_is_not_lost_by_tiling(astronaut, monkeypatch):
+    """The tiles add to the whole-image pass: where the tiles and the closer look at the candidate find nothing
+    (as for a ~150 px greyscale face in a 2560x1912 photo), the whole image's detection stands."""
+    from emoreason.face import blazeface
+
+    canvas = np.full((1200, 1600, 3), 128, np.uint8)
+    patch = _face_patch(astronaut, 200)
+    canvas[300 : 300 + patch.shape[0], 500 : 500 + patch.shape[1]] = patch
+    model = BlazeFace("full", 0.6)
+    whole = model(canvas)
+    assert len(whole) == 1  # the whole-image pass sees it, small (about 16 px of the model's input)
+    monkeypatch.setattr(blazeface, "tile_regions", lambda *args: [])
+    monkeypatch.setattr(blazeface, "refine", lambda *args: BlazeFaceOutput.empty())
+    found = blazeface.detect_tiled(model, canvas, min_face_px=40)
+    assert len(found) == 1 and _iou(found.boxes[0], whole.boxes[0]) > 0.9
+    assert len(blazeface.detect_tiled(model, np.full_like(canvas, 128), min_face_px=40)) == 0
+
+
 def test_several_people_are_all_found(astronaut, detector):
     canvas = np.full((600, 1400, 3), 90, np.uint8)
     patch = _face_patch(astronaut, 70)
