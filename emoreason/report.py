@@ -25,6 +25,9 @@ class AUReport:
     offset_s: float | None = None
     name: str = ""
     level: str = ""  # FACS letter A-E
+    # every occurrence in time order, [{"onset_s", "apex_s", "offset_s", "intensity"}]; the fields above hold the
+    # strongest (empty for still images and for answers that give one timing)
+    events: list[dict[str, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.code not in AU_BY_CODE:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import emoreason
@@ -132,3 +133,25 @@ def test_incomplete_checkpoint_is_named(smiling_photo, tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(CheckpointError, match="model.safetensors"):
         emoreason.explain(smiling_photo, model=tmp_path)
+
+
+def test_a_looped_clip_lists_every_occurrence_of_its_aus_and_no_time_past_its_end(media_dir, smile_frames):
+    """The smile clip three times over (as `ffmpeg -stream_loop 2`): AU12 three times, in order, the strongest in
+    the AU's own fields; no onset, apex or offset past the end; alternatives weaker than the conclusion, none 0."""
+    from emoreason.synthetic import write_video
+
+    frames, _ = smile_frames
+    looped = write_video(media_dir / "smile_x3.mp4", np.concatenate([frames] * 3), 12.0)
+    report = emoreason.explain(looped)
+    au12 = next(a for a in report.aus if a.code == "AU12")
+    assert len(au12.events) == 3, au12.events
+    for i, event in enumerate(au12.events):  # each smile: onset 0.8 s, offset 2.5 s into its 3 s loop
+        assert 3 * i + SMILE[0] - 0.5 <= event["onset_s"] <= event["apex_s"] <= event["offset_s"] <= 3 * i + 3.0
+    assert max(e["intensity"] for e in au12.events) == au12.intensity
+    assert any(e["onset_s"] == au12.onset_s and e["offset_s"] == au12.offset_s for e in au12.events)
+    for au in report.aus:
+        times = [au.offset_s] + [t for e in au.events for t in (e["onset_s"], e["apex_s"], e["offset_s"])]
+        assert max(times) <= report.duration_s, (au.code, times, report.duration_s)
+    assert any(line.lstrip("- ").startswith("AU12") and ", 3 times (" in line for line in report.reasoning.split("\n")), report.reasoning
+    assert all(0 < a["confidence"] < report.emotion.confidence for a in report.emotion.alternatives)
+    assert json.loads(report.to_json())["aus"][0]["events"]  # the events travel in the JSON

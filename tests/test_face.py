@@ -99,6 +99,15 @@ def test_event_onset_apex_offset():
     assert event.intensity == 4.0
 
 
+def test_an_event_still_on_at_the_end_stops_at_the_clip_end():
+    times = np.arange(10) * 0.125  # 8 fps sampling of a clip that ends at 1.2 s (the last frame at 1.125 s)
+    series = np.where(times > 0.5, 3.0, 0.0)
+    (event,) = detect_events(times, series, "AU25")
+    assert event.offset_s == pytest.approx(1.25)  # without the end: one sampling step past the last frame
+    (event,) = detect_events(times, series, "AU25", end_s=1.2)
+    assert event.offset_s == pytest.approx(1.2)
+
+
 def test_short_eye_closure_is_a_blink_long_one_is_closed_eyes():
     times = np.arange(40) * 0.1
     values = np.zeros((40, len(AU_CODES)))

@@ -164,12 +164,14 @@ class FaceAnalyzer:
         duration_s: float,
         total: int,
         progress: Callable[[int, int], None] | None = None,
+        end_s: float | None = None,
     ) -> FaceAnalysis:
         """Detect, track and measure faces in ``frames`` (decoded once by the caller, in time order).
 
         Args:
             source: the file the frames come from; media_type: "video" or "image".
             duration_s: the analysed duration (a video's span); total: frames expected, for ``progress``.
+            end_s: the time (in the frames' clock) where the video or span ends: no AU event ends after it.
         """
         started = time.perf_counter()
         tracker = FaceTracker()
@@ -194,7 +196,7 @@ class FaceAnalyzer:
                 progress(position + 1, total)
             tick = time.perf_counter()
         measure_start = time.perf_counter()
-        table, events, neutral_times, main_id = _measure(rows, tracker, media_type)
+        table, events, neutral_times, main_id = _measure(rows, tracker, media_type, end_s)
         analysis = FaceAnalysis(
             source=str(source),
             media_type=media_type,
@@ -339,7 +341,7 @@ def _rows(position: int, frame: Frame, faces, ids, expressions, still) -> list[d
     return rows
 
 
-def _measure(rows: list[dict], tracker: FaceTracker, media_type: str):
+def _measure(rows: list[dict], tracker: FaceTracker, media_type: str, end_s: float | None = None):
     columns = [
         "frame",
         "frame_index",
@@ -375,7 +377,7 @@ def _measure(rows: list[dict], tracker: FaceTracker, media_type: str):
             neutral, used = neutral_baseline(features, frontal)
         values = smooth(intensities(features, neutral))  # [T, A]
         times = table.loc[mask, "time_s"].to_numpy(np.float64)
-        track_events = all_events(times, values) if media_type == "video" else []
+        track_events = all_events(times, values, end_s) if media_type == "video" else []
         values = _split_closure_columns(times, values, track_events)
         table.loc[mask, AU_COLUMNS] = np.round(values, 3)
         idx = np.flatnonzero(mask)

@@ -62,8 +62,9 @@ def _frame_span(times: np.ndarray) -> float:
     return float(np.median(np.diff(times))) if len(times) > 1 else 0.0
 
 
-def detect_events(times: np.ndarray, intensity: np.ndarray, code: str) -> list[AUEvent]:
-    """Events of one AU from its ``[T]`` intensity series sampled at ``[T]`` times (seconds)."""
+def detect_events(times: np.ndarray, intensity: np.ndarray, code: str, end_s: float | None = None) -> list[AUEvent]:
+    """Events of one AU from its ``[T]`` intensity series sampled at ``[T]`` times (seconds); every occurrence,
+    in time order. ``end_s``: where the clip or span ends; no offset lies past it."""
     if times.shape != intensity.shape:
         raise ValueError(f"times and intensity must have the same shape, got {times.shape} vs {intensity.shape}")
     half = AU_ACTIVE_THRESHOLD / 2
@@ -77,6 +78,8 @@ def detect_events(times: np.ndarray, intensity: np.ndarray, code: str) -> list[A
         segment = intensity[start : end + 1]
         apex = start + int(np.argmax(segment))
         offset = times[end + 1] if end + 1 < len(times) else times[end] + step  # the first frame it is gone
+        if end_s is not None:
+            offset = max(min(offset, end_s), times[end])
         events.append(
             AUEvent(
                 code,
@@ -101,8 +104,9 @@ def split_eye_closure(events: list[AUEvent]) -> list[AUEvent]:
     return out
 
 
-def all_events(times: np.ndarray, intensities: np.ndarray) -> list[AUEvent]:
-    """Events for every AU from ``[T, A]`` intensities (AU_CODES order), sorted by onset."""
+def all_events(times: np.ndarray, intensities: np.ndarray, end_s: float | None = None) -> list[AUEvent]:
+    """Events for every AU from ``[T, A]`` intensities (AU_CODES order), sorted by onset; ``end_s`` as
+    :func:`detect_events`."""
     if intensities.ndim != 2 or intensities.shape != (len(times), len(AU_CODES)):
         raise ValueError(
             f"expected intensities of shape [{len(times)}, {len(AU_CODES)}], got {list(intensities.shape)}"
@@ -111,7 +115,7 @@ def all_events(times: np.ndarray, intensities: np.ndarray) -> list[AUEvent]:
     for a, code in enumerate(AU_CODES):
         if code == "AU45":  # shares AU43's closure series; split below
             continue
-        events.extend(detect_events(times, intensities[:, a], code))
+        events.extend(detect_events(times, intensities[:, a], code, end_s))
     events = split_eye_closure(events)
     return sorted(events, key=lambda e: (e.onset_s, e.code))
 

@@ -201,7 +201,7 @@ def _collect_video(path, span, sampling: Sampling, analyzer, progress) -> Eviden
     candidates = np.unique(np.linspace(0, total - 1, wanted).round().astype(int)).tolist() if wanted else []
     keeper = _FrameKeeper(candidates, sampling.key_frames)
     evidence.analysis = analyzer.analyze_frames(
-        keeper.watch(video.frames_at(times)), str(path), "video", end - start, total, progress
+        keeper.watch(video.frames_at(times)), str(path), "video", end - start, total, progress, end_s=end
     )
     keeper.finish(evidence)
     return evidence

@@ -13,6 +13,7 @@ targets for instruction data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -71,7 +72,11 @@ def observe(au: AUReport) -> str:
     """One observation line: the AU, its strength, its timing and what it is associated with."""
     info = AU_BY_CODE[au.code]
     text = f"{au.code} ({info.name}) at intensity {au.level} ({au.intensity:.1f}/5)"
-    if au.onset_s is not None:
+    if len(au.events) > 1:
+        spans = ", ".join(f"{_fmt(e['onset_s'])[:-2]}-{_fmt(e['offset_s'])}" for e in au.events)
+        text += (f", {len(au.events)} times ({spans}), the strongest from {_fmt(au.onset_s)}, peaking at "
+                 f"{_fmt(au.apex_s)}, fading by {_fmt(au.offset_s)}")  # fmt: skip
+    elif au.onset_s is not None:
         text += f", from {_fmt(au.onset_s)}, peaking at {_fmt(au.apex_s)}, fading by {_fmt(au.offset_s)}"
     text += f": {info.description}"
     related = associated_emotions(au.code)
@@ -142,14 +147,23 @@ def _alternatives(scores: dict[str, float], label: str, floor: float = 0.1) -> l
 
 
 def au_reports(events: Sequence[AUEvent]) -> list[AUReport]:
-    best: dict[str, AUEvent] = {}
-    for event in events:
-        if event.code not in best or event.intensity > best[event.code].intensity:
-            best[event.code] = event
-    return [
-        AUReport(e.code, round(e.intensity, 2), round(e.onset_s, 2), round(e.apex_s, 2), round(e.offset_s, 2))
-        for e in sorted(best.values(), key=lambda e: (e.onset_s, e.code))
-    ]
+    """One report per AU: its strongest event in the AU's own fields, every event (time order) in ``events``.
+    Times are rounded to 10 ms, offsets down, so none lies past the clip's end."""
+    by_code: dict[str, list[AUEvent]] = {}
+    for event in sorted(events, key=lambda e: e.onset_s):
+        by_code.setdefault(event.code, []).append(event)
+    reports = []
+    for code, occurrences in by_code.items():
+        best = max(occurrences, key=lambda e: e.intensity)
+        timings = [{"onset_s": round(e.onset_s, 2), "apex_s": round(e.apex_s, 2), "offset_s": _floor(e.offset_s),
+                    "intensity": round(e.intensity, 2)} for e in occurrences]  # fmt: skip
+        reports.append(AUReport(code, round(best.intensity, 2), round(best.onset_s, 2), round(best.apex_s, 2),
+                                _floor(best.offset_s), events=timings))  # fmt: skip
+    return sorted(reports, key=lambda a: (a.onset_s, a.code))
+
+
+def _floor(seconds: float) -> float:
+    return math.floor(seconds * 100 + 1e-6) / 100
 
 
 def _interpret_combinations(aus: dict[str, float]) -> list[str]:
@@ -279,6 +293,9 @@ def reason(
     if coverage < THIN_COVERAGE:
         warnings.append(f"the main face is visible in only {coverage:.0%} of analysed frames")
         emotion.confidence = round(emotion.confidence * 0.7, 3)
+    # an alternative is weaker than the conclusion and has some support: none at or above it, none at 0.00
+    emotion.alternatives = sorted((a for a in emotion.alternatives if 0.0 < a["confidence"] < emotion.confidence),
+                                  key=lambda a: -a["confidence"])  # fmt: skip
     interpretation = _interpret_combinations(peak)
     if readings and len(readings) == len(segments) and main is not None:
         interpretation += _interpret_appearance(readings[segments.index(main)], main)

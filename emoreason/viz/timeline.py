@@ -105,14 +105,17 @@ def timeline_svg(report: EmotionReport, width: int = 920, height: int = 300) -> 
         parts.append(f'<g class="au-series{minor}" data-au="{s.code}" id="series-{s.code}">'
                      f'<polyline points="{points}" stroke="{s.colour}"/>')  # fmt: skip
         au = events[s.code]
-        if au.onset_s is not None:
-            for name, t in (("onset", au.onset_s), ("offset", au.offset_s)):
+        occurrences = au.events or ([] if au.onset_s is None else [
+            {"onset_s": au.onset_s, "apex_s": au.apex_s, "offset_s": au.offset_s, "intensity": au.intensity}])  # fmt: skip
+        for event in occurrences:  # every occurrence: dashed onset and offset, a dot at the apex
+            for name in ("onset", "offset"):
+                t = event[f"{name}_s"]
                 parts.append(f'<line class="marker {name}" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{y(0):.1f}" '
-                             f'y2="{y(au.intensity):.1f}" stroke="{s.colour}"><title>{s.code} {name} {t:.2f} s'
+                             f'y2="{y(event["intensity"]):.1f}" stroke="{s.colour}"><title>{s.code} {name} {t:.2f} s'
                              f"</title></line>")  # fmt: skip
-            parts.append(f'<circle class="apex" cx="{x(au.apex_s):.1f}" cy="{y(au.intensity):.1f}" r="4" '
-                         f'fill="{s.colour}"><title>{s.code} apex {au.apex_s:.2f} s, intensity '
-                         f"{au.intensity:.1f}</title></circle>")  # fmt: skip
+            parts.append(f'<circle class="apex" cx="{x(event["apex_s"]):.1f}" cy="{y(event["intensity"]):.1f}" r="4" '
+                         f'fill="{s.colour}"><title>{s.code} apex {event["apex_s"]:.2f} s, intensity '
+                         f'{event["intensity"]:.1f}</title></circle>')  # fmt: skip
         parts.append("</g>")
     band_y = top + plot_h + 8
     for seg in report.segments:
@@ -181,8 +184,10 @@ def save_timeline_png(report: EmotionReport, path: str | Path, dpi: int = 120) -
     for au in report.aus:
         if au.apex_s is not None and au.code in shown:
             colour = next(s.colour for s in series if s.code == au.code)
-            ax.plot([au.apex_s], [au.intensity], "o", color=colour)
-            ax.axvspan(au.onset_s, au.offset_s, color=colour, alpha=0.06)
+            for event in au.events or [{"onset_s": au.onset_s, "apex_s": au.apex_s, "offset_s": au.offset_s,
+                                        "intensity": au.intensity}]:  # fmt: skip
+                ax.plot([event["apex_s"]], [event["intensity"]], "o", color=colour)
+                ax.axvspan(event["onset_s"], event["offset_s"], color=colour, alpha=0.06)
     ax.set_ylim(0, AU_INTENSITY_MAX + 0.2)
     ax.set_yticks(range(6), ["0", "A", "B", "C", "D", "E"])
     ax.set_ylabel("AU intensity")
