@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "served model")  # fmt: skip
     explain.add_argument("--api-key", help="the server's API key (default: $EMOREASON_API_KEY)")
     explain.add_argument("--html", type=Path, help="also write a self-contained visual report to this HTML file")
+    explain.add_argument("--all-faces", action="store_true", help="text output: every tracked person, the main "
+                         "face first (the JSON always has them under 'faces')")  # fmt: skip
     analyze = sub.add_parser("analyze", help="per-frame table: time, face box, landmarks, AU intensities")
     _add_sampling(analyze)
     analyze.add_argument("--csv", type=Path, help="write the table to this CSV file ('-' for stdout)")
@@ -199,6 +201,17 @@ def run_explain(args: argparse.Namespace) -> int:
     print(report.summary())
     print()
     print(report.reasoning)
+    if args.all_faces:
+        others = [face for face in report.faces if not face["is_main"]]
+        if not report.faces:
+            print(f"\n{report.backend} backend: the main face only")
+        for face in others:
+            emotion = face["emotion"]
+            head = f"{emotion['label']} (confidence {emotion['confidence']:.2f})" if emotion else "no emotion claimed"
+            box = ", ".join(f"{v:g}" for v in face["median_box"])
+            print(f"\nperson {face['track_id']} (box {box}, {face['frames_present']} frames): {head}")
+            print("AUs: " + (", ".join(f"{a['code']} {a['level']}" for a in face["aus"]) or "no AU above trace level"))
+            print(face["reasoning"])
     for warning in report.warnings:
         print(f"warning: {warning}")
     if args.html is not None:

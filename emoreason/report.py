@@ -75,6 +75,10 @@ class EmotionReport:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     span: list[float] | None = None  # [start_s, end_s] analysed, on the source's timeline; None = the whole file
+    # one entry per tracked person, the main face first (its entry repeats the top-level fields):
+    # {"track_id", "is_main", "frames_present", "first_seen_s", "last_seen_s", "median_box", "emotion", "aus",
+    #  "segments", "reasoning"}; the rules backend fills it, model backends explain the main face only
+    faces: list[dict[str, Any]] = field(default_factory=list)
     frames: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     # in memory only, like `frames`: the Evidence the report was made from (key frames for the visual report)
     evidence: Any = field(default=None, repr=False, compare=False)

@@ -121,6 +121,36 @@ def test_two_people_do_not_mix_and_the_larger_is_main(two_face_video):
     assert main["AU12"].max() >= 2.0
 
 
+def test_every_person_gets_a_report_the_main_face_first(two_face_video, media_dir, tmp_path, capsys):
+    """py-feat reports every face; so do we: report.faces, one entry per tracked person, in the JSON, the text
+    output (--all-faces) and the HTML report. The smiling, larger face is the main one; the still face is not."""
+    from PIL import Image
+
+    from emoreason.cli import main
+    from emoreason.synthetic import astronaut_face
+
+    report = emoreason.explain(two_face_video)
+    assert [f["is_main"] for f in report.faces] == [True, False]
+    main_face, other = report.faces
+    assert main_face["emotion"]["label"] == report.emotion.label == "happiness"
+    assert [a["code"] for a in main_face["aus"]] == [a.code for a in report.aus]
+    assert main_face["median_box"][0] < 320 <= other["median_box"][0]  # left (main) and right people
+    assert "AU12" not in {a["code"] for a in other["aus"]}  # the still face does not borrow the smile
+    assert json.loads(report.to_json())["faces"][1]["track_id"] == other["track_id"]
+    html = tmp_path / "two.html"
+    assert main(["explain", str(two_face_video), "--all-faces", "--html", str(html)]) == 0
+    assert f"person {other['track_id']} (box" in capsys.readouterr().out
+    assert 'id="people"' in html.read_text() and f'id="person-{other["track_id"]}"' in html.read_text()
+    # a group photo: five people, five entries
+    canvas = np.full((600, 1400, 3), 90, np.uint8)
+    face = np.asarray(Image.fromarray(astronaut_face(320)).resize((160, 160)))
+    for i in range(5):
+        canvas[100 + 60 * (i % 2) : 260 + 60 * (i % 2), 40 + 270 * i : 200 + 270 * i] = face
+    Image.fromarray(canvas).save(media_dir / "group.png")
+    group = emoreason.explain(media_dir / "group.png")
+    assert group.faces_found == 5 and len(group.faces) == 5 and all(f["emotion"] for f in group.faces)
+
+
 @pytest.mark.parametrize("kind", ["missing", "empty", "text", "truncated", "truncated_faststart"])
 def test_bad_inputs_raise_media_error(bad_files, kind):
     with pytest.raises(emoreason.MediaError, match=str(bad_files[kind].name)):

@@ -80,6 +80,7 @@ class FaceAnalysis:
     neutral_times: list[float]
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    track_events: dict[int, list[AUEvent]] = field(default_factory=dict)  # every confirmed track's, by track id
 
     @property
     def faces_found(self) -> int:
@@ -88,6 +89,15 @@ class FaceAnalysis:
     def main_face(self) -> pd.DataFrame:
         """Rows of the main face only."""
         return self.table[self.table["is_main"]].reset_index(drop=True)
+
+    def face(self, track_id: int) -> pd.DataFrame:
+        """Rows of one tracked face."""
+        return self.table[self.table["track_id"] == track_id].reset_index(drop=True)
+
+    def track_ids(self) -> list[int]:
+        """The confirmed tracks, the main face first, then by how many frames they are in."""
+        counts = self.table.loc[self.table["track_id"] >= 0, "track_id"].value_counts()
+        return sorted((int(t) for t in counts.index), key=lambda t: (t != self.main_track_id, -counts[t], t))
 
 
 class FaceAnalyzer:
@@ -196,7 +206,7 @@ class FaceAnalyzer:
                 progress(position + 1, total)
             tick = time.perf_counter()
         measure_start = time.perf_counter()
-        table, events, neutral_times, main_id = _measure(rows, tracker, media_type, end_s)
+        table, track_events, neutral_times, main_id = _measure(rows, tracker, media_type, end_s)
         analysis = FaceAnalysis(
             source=str(source),
             media_type=media_type,
@@ -206,8 +216,9 @@ class FaceAnalyzer:
             table=table,
             tracks=tracker.confirmed,
             main_track_id=main_id,
-            events=events,
+            events=track_events.get(main_id, []),
             neutral_times=neutral_times,
+            track_events=track_events,
         )
         analysis.timings = {
             "decode_s": round(decode_s, 4),
@@ -364,7 +375,7 @@ def _measure(rows: list[dict], tracker: FaceTracker, media_type: str, end_s: flo
     main_id = main.track_id if main else None
     table["is_main"] = table["track_id"].eq(main_id) if main_id is not None else False
     table["neutral_ref"] = False
-    events: list[AUEvent] = []
+    events: dict[int, list[AUEvent]] = {}
     neutral_times: list[float] = []
     for track in tracker.confirmed:
         mask = table["track_id"].eq(track.track_id).to_numpy()
@@ -382,8 +393,8 @@ def _measure(rows: list[dict], tracker: FaceTracker, media_type: str, end_s: flo
         table.loc[mask, AU_COLUMNS] = np.round(values, 3)
         idx = np.flatnonzero(mask)
         table.loc[idx[used], "neutral_ref"] = True
+        events[track.track_id] = track_events
         if track.track_id == main_id:
-            events = track_events
             neutral_times = [float(times[i]) for i in used]
     table["is_main"] = table["is_main"].astype(bool)
     table["neutral_ref"] = table["neutral_ref"].astype(bool)
