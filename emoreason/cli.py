@@ -21,7 +21,8 @@ from emoreason.serving import ServeError
 
 
 def _add_sampling(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="video or image file")
+    parser.add_argument("paths", nargs="+", metavar="path", help="video or image file; several files, folders "
+                        "(walked for media) or a dataset .jsonl (media with spans) with --out")  # fmt: skip
     parser.add_argument("--fps", type=float, default=DEFAULT_ANALYSIS_FPS, help="frames analysed per second")
     parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="most frames analysed")
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="decode frames at most this size")
@@ -51,12 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "served model")  # fmt: skip
     explain.add_argument("--api-key", help="the server's API key (default: $EMOREASON_API_KEY)")
     explain.add_argument("--html", type=Path, help="also write a self-contained visual report to this HTML file")
+    explain.add_argument("--out", type=Path, help="many inputs: one JSON line per input (the report, or an error "
+                         "row) in this .jsonl; a rerun skips inputs already done")  # fmt: skip
+    explain.add_argument("--html-dir", type=Path, help="many inputs: also a visual report per input in this folder")
     explain.add_argument("--all-faces", action="store_true", help="text output: every tracked person, the main "
                          "face first (the JSON always has them under 'faces')")  # fmt: skip
     analyze = sub.add_parser("analyze", help="per-frame table: time, face box, landmarks, AU intensities")
     _add_sampling(analyze)
     analyze.add_argument("--csv", type=Path, help="write the table to this CSV file ('-' for stdout)")
     analyze.add_argument("--plot", type=Path, help="write a static AU timeline figure (PNG) to this file")
+    analyze.add_argument("--out", type=Path, help="many inputs: a CSV table per input in this folder, listed in "
+                         "its index.jsonl (an error row for an unusable input); a rerun skips inputs already done")  # fmt: skip
     data = sub.add_parser("data", help="dataset adapters and statistics")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     build = data_sub.add_parser("build", help="read a corpus's annotation files into the sample schema (JSON lines)")
@@ -179,8 +185,14 @@ def _analyzer(args: argparse.Namespace, sampling):
 
 def run_explain(args: argparse.Namespace) -> int:
     from emoreason.backends import backend_name, get_backend
+    from emoreason.batch import is_batch
     from emoreason.face.evidence import collect
 
+    if is_batch(args.paths, args.out):
+        return run_explain_batch(args)
+    args.path = args.paths[0]
+    if args.html_dir is not None:
+        raise UsageError("--html-dir goes with --out (many inputs); for one input use --html FILE")
     sampling, span = _sampling(args, audio=not args.no_audio, key_frames=args.html is not None)
     backend = get_backend(backend_name(args.model, args.server), model=args.model, server=args.server,
                           api_key=args.api_key)  # fmt: skip
@@ -219,10 +231,90 @@ def run_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_errors() -> tuple[type[BaseException], ...]:
+    return (MediaError, SpanError, ServerError, DataError)
+
+
+def _batch_summary(result, out: Path) -> int:
+    print(f"{result.line()}; rows in {out}")
+    if result.errors:
+        print(f"warning: {result.errors} input{'s' if result.errors != 1 else ''} failed (their rows say why)")
+    return 0
+
+
+def run_explain_batch(args: argparse.Namespace) -> int:
+    """``explain PATH... --out reports.jsonl``: one row per input, resumable (:mod:`emoreason.batch`)."""
+    from emoreason.backends import backend_name, get_backend
+    from emoreason.batch import expand_inputs, html_name, run_batch, settings_of
+    from emoreason.face.evidence import collect
+
+    if args.out is None or args.out.suffix != ".jsonl":
+        raise UsageError("several inputs, a folder or a dataset need --out FILE.jsonl (one JSON line per input)")
+    if args.html is not None:
+        raise UsageError("--html writes one report; with --out use --html-dir DIR (a report per input)")
+    sampling, span = _sampling(args, audio=not args.no_audio, key_frames=args.html_dir is not None)
+    items = expand_inputs(args.paths, span)
+    name = backend_name(args.model, args.server)
+    backend = get_backend(name, model=args.model, server=args.server, api_key=args.api_key)
+    analyzer = _analyzer(args, sampling)
+    if args.html_dir is not None:
+        args.html_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings_of(command="explain", backend=name, model=args.model, server=args.server, fps=args.fps,
+                           max_frames=args.max_frames, max_side=args.max_side, detector=args.detector,
+                           audio=not args.no_audio)  # fmt: skip
+
+    def work(item, key: str) -> dict:
+        evidence = collect(item.path, span=item.span, sampling=backend.sampling(sampling), analyzer=analyzer)
+        report = backend.explain(evidence)
+        row = {"report": report.to_dict()}
+        if args.html_dir is not None:
+            from emoreason.viz.html import save_html
+
+            row["html"] = str(save_html(report, args.html_dir / html_name(item, key)))
+        return row
+
+    print(f"{len(items)} input{'s' if len(items) != 1 else ''}, one after another in this process", file=sys.stderr)
+    result = run_batch(items, work, args.out, settings, progress=args.progress, expected_errors=_batch_errors())
+    return _batch_summary(result, args.out)
+
+
+def run_analyze_batch(args: argparse.Namespace) -> int:
+    """``analyze PATH... --out DIR``: a CSV table per input and DIR/index.jsonl, resumable."""
+    from emoreason.batch import expand_inputs, html_name, run_batch, settings_of
+    from emoreason.face.evidence import collect
+
+    if args.out is None:
+        raise UsageError("several inputs, a folder or a dataset need --out DIR (a table per input)")
+    if args.csv is not None or args.plot is not None:
+        raise UsageError("--csv and --plot are for one input; with --out each input's table goes into DIR")
+    sampling, span = _sampling(args, audio=False)
+    items = expand_inputs(args.paths, span)
+    analyzer = _analyzer(args, sampling)
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = settings_of(command="analyze", fps=args.fps, max_frames=args.max_frames, max_side=args.max_side,
+                           detector=args.detector)  # fmt: skip
+
+    def work(item, key: str) -> dict:
+        analysis = collect(item.path, span=item.span, sampling=sampling, analyzer=analyzer).analysis
+        table = args.out / html_name(item, key).replace(".html", ".csv")
+        analysis.table.to_csv(table, index=False)
+        return {"table": table.name, "frames_analyzed": analysis.frames_analyzed,
+                "faces_found": analysis.faces_found}  # fmt: skip
+
+    print(f"{len(items)} input{'s' if len(items) != 1 else ''}, one after another in this process", file=sys.stderr)
+    index = args.out / "index.jsonl"
+    result = run_batch(items, work, index, settings, progress=args.progress, expected_errors=_batch_errors())
+    return _batch_summary(result, index)
+
+
 def run_analyze(args: argparse.Namespace) -> int:
+    from emoreason.batch import is_batch
     from emoreason.face.analyzer import AU_COLUMNS
     from emoreason.face.evidence import collect
 
+    if is_batch(args.paths, args.out):
+        return run_analyze_batch(args)
+    args.path = args.paths[0]
     sampling, span = _sampling(args, audio=False)
     update, close = _progress(args.progress, "analysing")
     try:

@@ -44,6 +44,8 @@ FACE_TOKEN = "<face>"
 AUDIO_TOKEN = "<audio>"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# what a folder walk picks up as video (any file can still be named directly; the decoder decides)
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts")
 
 # what a checkpoint tells vLLM: the model class (config.json "architectures") and the video loader
 # (video_preprocessor_config.json "video_processor_type"); see emoreason.serving
