@@ -51,6 +51,14 @@ def test_grpo_step_changes_lora_and_face_path_not_towers(toy, tmp_path, monkeypa
     assert not any(k.startswith(("face_tower.", "audio_tower.")) or ".base_layer." in k for k in changed)
     logged = trainer.state.log_history[0]
     assert logged["rewards/format_reward/mean"] == 0.0 and logged["reward_std"] > 0
+    # train_face: false: the policy gradient moves the LM's LoRA only; the face path keeps its supervised weights
+    trainer, _, _ = build_trainer(_recipe(toy, reward_funcs=["format", "chars"], train_face=False),
+                                  _args(tmp_path / "frozen"))  # fmt: skip
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    changed = {k for k, v in trainer.model.state_dict().items() if not torch.equal(before[k], v)}
+    assert any("lora_B" in k for k in changed)
+    assert not any(k.startswith(("face_", "audio_")) for k in changed)
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,9 @@ class GRPORecipe(TrainRecipe):
     reward_funcs: list[str] = field(default_factory=lambda: ["format", "emotion", "au_f1"],
                                     metadata={"help": f"reward names, from {sorted(REWARDS)}"})  # fmt: skip
     label_space: str = field(default="basic", metadata={"help": "label space of every training row"})
+    train_face: bool = field(default=True, metadata={"help": "let the policy gradient move the face path too "
+                             "(compressor, AU head, connectors); false: the LM's LoRA and tag rows only, the face "
+                             "path keeps its supervised weights (GRPO has no AU loss to hold the AU head)"})  # fmt: skip
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -92,6 +95,9 @@ def build_trainer(recipe: GRPORecipe, args):
     check_args(recipe, args)
     parts = load_parts(recipe, args)
     model, processor, tokenizer = parts.model, parts.processor, parts.processor.tokenizer
+    if not recipe.train_face:
+        for module in (model.face_compressor, model.face_connector, model.audio_connector):
+            module.requires_grad_(False)
     # TRL reads the stop tokens from the model's generation config (the composed model has none of its own)
     model.generation_config = GenerationConfig(eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(
         IM_END)], pad_token_id=tokenizer.pad_token_id)  # fmt: skip
