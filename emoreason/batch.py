@@ -94,8 +94,8 @@ def content_hash(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def item_key(item: Item, settings: dict[str, Any]) -> str:
-    """The row key: the content, the span and the settings; None when the file cannot be read (an error row then
-    keys on the path, so a fixed file is analysed on the next run)."""
+    """The row key: the content, the span and the settings; a file that cannot be read keys on its path (its error
+    row then does not stop a fixed file, whose content is new, from being analysed on the next run)."""
     try:
         content = content_hash(item.path)
     except OSError:
@@ -177,7 +177,7 @@ def html_name(item: Item, key: str) -> str:
 
 
 def settings_of(**values: Any) -> dict[str, Any]:
-    """The settings that shape a row, with paths made absolute (a checkpoint moved is a new model)."""
+    """The settings that shape a row; ``Path`` values are made absolute."""
     return {k: (os.path.abspath(v) if isinstance(v, Path) else v) for k, v in values.items()}
 
 

@@ -61,9 +61,9 @@ def for_inference(model):
     this CPU), else as is. Converts in place; do not use on a model that is still training.
 
     The face and audio paths (towers, compressor, connectors) stay in float32: they cost little next to decoding,
-    and in bf16 weights they changed what the LM was told (measured on the smol preset: a checkpoint whose float32
-    answers named the right AUs and emotion wrote "This person's face shows anger." for every clip with its whole
-    weights in bf16; a CNN's BatchNorm statistics and the compressor's LayerNorms lose too many bits)."""
+    and a CNN's BatchNorm statistics and the compressor's LayerNorms gain nothing from fewer bits. (A 60-step smol
+    checkpoint answered differently in bf16 than in float32 with either cast; that was its undertrained answer tags,
+    not this choice.)"""
     device = next(model.parameters()).device
     if bf16_supported(use_cpu=device.type == "cpu"):
         model.language_model.to(torch.bfloat16)
