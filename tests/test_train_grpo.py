@@ -61,10 +61,39 @@ def test_grpo_step_changes_lora_and_face_path_not_towers(toy, tmp_path, monkeypa
     assert not any(k.startswith(("face_", "audio_")) for k in changed)
 
 
+def test_hard_clips_keeps_the_rows_with_the_least_likely_answer_token(toy, tmp_path):
+    from emoreason.train.sft import Collator
+
+    trainer, processor, _ = build_trainer(_recipe(toy, hard_clips=2), _args(tmp_path))
+    chosen = json.loads((tmp_path / "run" / "hard_clips.json").read_text())
+    assert len(chosen) == 2 and len(trainer.train_dataset) == 2
+    assert sorted(json.loads(r)["id"] for r in trainer.train_dataset["row"]) == sorted(chosen)
+    # the same ranking, one row at a time: each row's largest token cross-entropy on its target answer
+    recipe = _recipe(toy)
+    cache = load_processor_and_cache(recipe)[1]
+    rows, _ = load_rows(recipe, cache)
+    collator, model = Collator(processor, cache, recipe.target), trainer.model.eval()
+    worst = {}
+    with torch.no_grad():
+        for row in rows:
+            batch = collator([{"row": json.dumps(row)}])
+            labels, _ = batch.pop("labels"), batch.pop("au_labels")
+            logits = model(**batch).logits[0, :-1]
+            targets = labels[0, 1:]
+            nll = torch.nn.functional.cross_entropy(logits[targets != -100], targets[targets != -100], reduction="none")
+            worst[row["id"]] = float(nll.max())
+    assert sorted(chosen) == sorted(sorted(worst, key=worst.get)[-2:])
+    # a resumed run trains on the same clips (the ranking is not redone on the moved weights)
+    (tmp_path / "run" / "checkpoint-1").mkdir()
+    trainer, _, _ = build_trainer(_recipe(toy, hard_clips=2), _args(tmp_path))
+    assert sorted(json.loads(r)["id"] for r in trainer.train_dataset["row"]) == sorted(chosen)
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
         ({"reward_funcs": ["format", "kindness"]}, "reward_funcs"),
+        ({"hard_clips": -1}, "hard_clips"),
         ({"train_data": "missing.jsonl"}, "train_data"),
         ({"label_space": "colours"}, "label_space"),
         ({"crops": "whole"}, "crops"),

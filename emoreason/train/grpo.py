@@ -11,16 +11,21 @@ skipped and counted (:func:`emoreason.train.stage.load_rows`).
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import torch
+
 from emoreason.au import LABEL_SPACES
 from emoreason.data.schema import Sample
 from emoreason.train.recipe import RecipeError, TrainRecipe, check_reward_names
 from emoreason.train.rewards import REWARDS
-from emoreason.train.stage import load_parts, parse_recipe, run_stage
+from emoreason.train.stage import last_checkpoint, load_parts, parse_recipe, run_stage
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,10 +41,15 @@ class GRPORecipe(TrainRecipe):
     train_face: bool = field(default=True, metadata={"help": "let the policy gradient move the face path too "
                              "(compressor, AU head, connectors); false: the LM's LoRA and tag rows only, the face "
                              "path keeps its supervised weights (GRPO has no AU loss to hold the AU head)"})  # fmt: skip
+    hard_clips: int = field(default=0, metadata={"help": "train on the N training clips whose target answer the "
+                            "starting model finds least certain (teacher-forced, no sampling); 0: every clip. A clip "
+                            "the model already answers surely gives all its completions one reward: no gradient"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_reward_names(self.reward_funcs)
+        if self.hard_clips < 0:
+            raise RecipeError(f"hard_clips must be >= 0 (0: every clip), got {self.hard_clips}")
         if self.label_space not in LABEL_SPACES:
             raise RecipeError(f"label_space: unknown {self.label_space!r}; use one of {sorted(LABEL_SPACES)}")
 
@@ -90,6 +100,7 @@ def build_trainer(recipe: GRPORecipe, args):
     from emoreason.model.tokenizer import IM_END
     from emoreason.train.grpo_trainer import EmoReasonGRPOTrainer
     from emoreason.train.rewards import get_rewards
+    from emoreason.train.sft import Collator
     from emoreason.train.tower_cache import TowerCache
 
     check_args(recipe, args)
@@ -108,10 +119,49 @@ def build_trainer(recipe: GRPORecipe, args):
     if args.ddp_find_unused_parameters is None:
         args.ddp_find_unused_parameters = True  # the audio path has no gradient in a batch without audio
     towers = TowerCache(model, recipe.cache_dir) if TowerCache.is_frozen(model) else None
+    rows = parts.rows
+    if recipe.hard_clips and recipe.hard_clips < len(rows) and not last_checkpoint(args.output_dir):
+        rows = hardest(model, Collator(processor, parts.cache, recipe.target, towers), rows, recipe.hard_clips,
+                       args.per_device_train_batch_size, bf16=args.bf16)  # fmt: skip
+        (Path(args.output_dir) / "hard_clips.json").parent.mkdir(parents=True, exist_ok=True)
+        (Path(args.output_dir) / "hard_clips.json").write_text(json.dumps([r["id"] for r in rows]))
+    elif recipe.hard_clips and (chosen := Path(args.output_dir) / "hard_clips.json").is_file():  # resumed: same clips
+        ids = set(json.loads(chosen.read_text()))
+        rows = [r for r in rows if r["id"] in ids]
     trainer = EmoReasonGRPOTrainer(model=model, reward_funcs=get_rewards(recipe.reward_funcs), args=args,
-                                   train_dataset=make_dataset(parts.rows, processor), processing_class=tokenizer,
+                                   train_dataset=make_dataset(rows, processor), processing_class=tokenizer,
                                    processor=processor, cache=parts.cache, towers=towers)  # fmt: skip
     return trainer, processor, parts.skipped
+
+
+@torch.no_grad()
+def hardest(model, collator, rows: list[dict], n: int, batch_size: int = 8, bf16: bool = False) -> list[dict]:
+    """The ``n`` rows whose target answer (the SFT collator's, teacher-forced) has the least likely token under
+    ``model``: its largest per-token cross-entropy, the point where a sampled completion most often leaves the
+    answer. One forward pass per row, no sampling, so it costs a fraction of one rollout per clip (Facial-R1 and
+    DAPO drop the prompts every completion gets right; this ranks them before training instead of resampling)."""
+    was_training, device = model.training, next(model.parameters()).device
+    model.eval()
+    worst = []
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(rows), batch_size):
+            batch = collator([{"row": json.dumps(r)} for r in rows[start : start + batch_size]])
+            labels = batch.pop("labels")
+            batch.pop("au_labels", None)
+            out = model(**{k: v.to(device) for k, v in batch.items()}, labels=labels.to(device))
+            targets = labels[:, 1:]
+            if out.logits.shape[0] != int((targets != -100).sum()):  # a shared prefix trimmed: recount per row
+                raise RuntimeError("hardest: logits do not align with the labelled positions")
+            scored = targets != -100
+            nll = torch.nn.functional.cross_entropy(out.logits.float(), targets[scored].to(device), reduction="none")
+            row_of = scored.nonzero()[:, 0].to(device)
+            per_row = torch.full((len(labels),), float("-inf"), device=device).scatter_reduce(0, row_of, nll, "amax")
+            worst += per_row.tolist()
+    model.train(was_training)
+    order = sorted(range(len(rows)), key=lambda i: -worst[i])[:n]
+    logger.info("hard_clips: %d of %d rows, worst-token loss %.3f..%.3f (median of all %.3f)", n, len(rows),
+                worst[order[-1]], worst[order[0]], sorted(worst)[len(worst) // 2])  # fmt: skip
+    return [rows[i] for i in sorted(order)]
 
 
 def run_grpo(argv: list[str]) -> Path:
