@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", type=Path, help="many inputs: one JSON line per input (the report, or an error "
                          "row) in this .jsonl; a rerun skips inputs already done")  # fmt: skip
     explain.add_argument("--html-dir", type=Path, help="many inputs: also a visual report per input in this folder")
+    explain.add_argument("--micro", action="store_true", help="also spot micro-expressions: the main face at the "
+                         "video's native frame rate (brief AU movements that return to rest)")  # fmt: skip
     explain.add_argument("--all-faces", action="store_true", help="text output: every tracked person, the main "
                          "face first (the JSON always has them under 'faces')")  # fmt: skip
     analyze = sub.add_parser("analyze", help="per-frame table: time, face box, landmarks, AU intensities")
@@ -106,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     train = sub.add_parser("train", help="train a checkpoint: `train sft|grpo|self-improve --config recipe.yaml "
                            "[overrides]`")  # fmt: skip
-    train.add_argument("stage", choices=("sft", "grpo", "self-improve"), help="training stage")
+    train.add_argument("stage", choices=("sft", "grpo", "self-improve", "micro"), help="training stage (micro: the "
+                       "micro-expression head, `train micro --data events.jsonl --out DIR`)")  # fmt: skip
     train.add_argument("recipe_args", nargs=argparse.REMAINDER, help="--config FILE and TRL/recipe overrides")
     serve = sub.add_parser("serve", help="serve a checkpoint with vLLM's OpenAI-compatible server")
     serve.add_argument("checkpoint", type=Path)
@@ -203,6 +206,14 @@ def run_explain(args: argparse.Namespace) -> int:
     finally:
         close()
     report = backend.explain(evidence)
+    if args.micro:
+        from emoreason.explain import with_micro
+
+        update, close = _progress(args.progress, "micro-expressions")
+        try:
+            report = with_micro(report, max_side=args.max_side, progress=update)
+        finally:
+            close()
     if args.html is not None:
         from emoreason.viz.html import save_html
 
@@ -261,11 +272,15 @@ def run_explain_batch(args: argparse.Namespace) -> int:
         args.html_dir.mkdir(parents=True, exist_ok=True)
     settings = settings_of(command="explain", backend=name, model=args.model, server=args.server, fps=args.fps,
                            max_frames=args.max_frames, max_side=args.max_side, detector=args.detector,
-                           audio=not args.no_audio)  # fmt: skip
+                           audio=not args.no_audio, micro=args.micro)  # fmt: skip
 
     def work(item, key: str) -> dict:
         evidence = collect(item.path, span=item.span, sampling=backend.sampling(sampling), analyzer=analyzer)
         report = backend.explain(evidence)
+        if args.micro:
+            from emoreason.explain import with_micro
+
+            report = with_micro(report, max_side=args.max_side)
         row = {"report": report.to_dict()}
         if args.html_dir is not None:
             from emoreason.viz.html import save_html
@@ -442,6 +457,14 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.stage == "micro":  # scikit-learn on flow features: no torch, no recipe file
+        from emoreason.train.micro import run_micro
+
+        try:
+            print(f"micro-expression head written to {run_micro(args.recipe_args)}")
+        except SystemExit as exc:  # argparse's usage errors
+            return int(exc.code or 0)
+        return 0
     if "--config" not in args.recipe_args:
         raise UsageError(f"usage: emoreason train {args.stage} --config RECIPE.yaml [--field value ...]")
     try:

@@ -32,6 +32,7 @@ def explain(
     analyzer=None,
     server: str | None = None,
     api_key: str | None = None,
+    micro: bool = False,
 ) -> EmotionReport:
     """Explain the emotion a face shows in a video (or a span of it) or an image.
 
@@ -53,6 +54,8 @@ def explain(
             the measured evidence there (needs the ``openai`` package); ``model`` then names a served model
             (default: the checkpoint's LoRA adapter when served, else its only model). ``api_key``: the
             server's key (default ``$EMOREASON_API_KEY``).
+        micro: also spot micro-expressions: the main face at the video's native frame rate
+            (:func:`emoreason.face.micro.spot_micro`), into ``report.micro_expressions`` and the chain of thought.
     Returns:
         An :class:`EmotionReport`; ``faces_found == 0`` and ``emotion is None`` when no face is seen.
     Raises:
@@ -71,7 +74,38 @@ def explain(
     sampling = backend.sampling(Sampling(fps=fps, max_frames=max_frames, max_side=max_side, audio=use_audio,
                                          key_frames=key_frames))  # fmt: skip
     evidence = collect(path, span=span, sampling=sampling, analyzer=analyzer, progress=progress)
-    return backend.explain(evidence)
+    report = backend.explain(evidence)
+    return with_micro(report, max_side=max_side) if micro else report
+
+
+def with_micro(report: EmotionReport, max_side: int = DEFAULT_MAX_SIDE, progress=None) -> EmotionReport:
+    """``report`` with the micro-expressions of its video (its span) spotted at the native frame rate, listed in
+    ``micro_expressions`` and in the chain of thought's observations; an image gets an empty list and a warning."""
+    from emoreason.face.micro import describe, spot_micro
+
+    if report.media_type != "video":
+        return replace(report, micro_expressions=[], warnings=[*report.warnings, "micro-expressions need a video: "
+                       "a still image has no movement"])  # fmt: skip
+    found = spot_micro(report.source, tuple(report.span) if report.span else None, max_side=max_side,
+                       progress=progress)  # fmt: skip
+    events = [m.to_dict() for m in found.micro_expressions]
+    summary = {k: v for k, v in found.to_dict().items() if k not in ("micro_expressions", "source", "warnings")}
+    lines = describe(events) or [f"No micro-expression: no brief movement that returned to rest in {found.frames} "
+                                 f"frames at {found.fps:.0f} fps"]  # fmt: skip
+    reasoning = _insert_observations(report.reasoning, lines)
+    return replace(report, micro_expressions=events, micro_analysis=summary, reasoning=reasoning,
+                   warnings=[*report.warnings, *found.warnings],
+                   timings={**report.timings, "micro_s": found.timings.get("total_s", 0.0)})  # fmt: skip
+
+
+def _insert_observations(reasoning: str, lines: list[str]) -> str:
+    """``lines`` as observations: before the Interpretation section when there is one, else at the end."""
+    bullets = "\n".join(f"- {line}" for line in lines)
+    marker = "\nInterpretation:"
+    if marker in reasoning:
+        head, tail = reasoning.split(marker, 1)
+        return f"{head}\n{bullets}{marker}{tail}"
+    return f"{reasoning}\nMicro-expressions:\n{bullets}" if reasoning else f"Micro-expressions:\n{bullets}"
 
 
 def explain_evidence(evidence: Evidence, backend: str = "rules", **options) -> EmotionReport:
@@ -90,4 +124,4 @@ def explain_analysis(analysis, use_audio: bool = False) -> EmotionReport:
     return replace(get_backend("rules").explain(evidence), evidence=None)
 
 
-__all__ = ["explain", "explain_evidence", "explain_analysis", "EmotionReport", "EmotionScore", "BACKENDS"]
+__all__ = ["explain", "with_micro", "explain_evidence", "explain_analysis", "EmotionReport", "EmotionScore", "BACKENDS"]

@@ -79,6 +79,11 @@ class EmotionReport:
     # {"track_id", "is_main", "frames_present", "first_seen_s", "last_seen_s", "median_box", "emotion", "aus",
     #  "segments", "reasoning"}; the rules backend fills it, model backends explain the main face only
     faces: list[dict[str, Any]] = field(default_factory=list)
+    # micro-expressions of the main face, spotted at the native frame rate (explain(..., micro=True)): [{"onset_s",
+    # "apex_s", "offset_s", "onset_frame", "apex_frame", "offset_frame", "aus", "emotion", "strength", "amplitude",
+    # "strain", "regions"}]; None when not looked for. micro_analysis: fps, frames, blinks, rejected, thresholds
+    micro_expressions: list[dict[str, Any]] | None = None
+    micro_analysis: dict[str, Any] | None = None
     frames: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     # in memory only, like `frames`: the Evidence the report was made from (key frames for the visual report)
     evidence: Any = field(default=None, repr=False, compare=False)
@@ -104,7 +109,12 @@ class EmotionReport:
             return f"{self.source}: no emotion claimed ({self.backend} backend; see the warnings)."
         head = f"{self.source}: {self.emotion.label} (confidence {self.emotion.confidence:.2f})"
         aus = ", ".join(f"{a.code} {a.level}" for a in self.aus) or "no AU above trace level"
-        return f"{head}\nAUs: {aus}"
+        lines = [head, f"AUs: {aus}"]
+        if self.micro_expressions is not None:
+            found = ", ".join(f"{' '.join(m['aus']) or 'movement'} at {m['apex_s']:.2f} s"
+                              for m in self.micro_expressions)  # fmt: skip
+            lines.append(f"Micro-expressions: {found or 'none'}")
+        return "\n".join(lines)
 
 
 _IN_MEMORY = ("frames", "evidence")

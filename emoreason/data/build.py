@@ -6,6 +6,7 @@ subset at a time: their label spaces differ, and so do the published protocols s
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -41,9 +42,14 @@ def build_dataset(name: str, root: str | Path, out: str | Path, subset: str | No
     samples = read(root) if subset is None else read(root, subset=subset)
     splits: Counter = Counter()
     spaces: Counter = Counter()
+    # adapters give media relative to the corpus root; readers resolve them relative to the .jsonl's folder
+    base = Path(out).resolve().parent
     with ResumableWriter(out, overwrite=True) as writer:
         for sample in samples:
-            if writer.write(sample.to_dict()):
+            row = sample.to_dict()
+            if row.get("media") and not Path(row["media"]).is_absolute():
+                row["media"] = os.path.relpath((root / row["media"]).resolve(), base)
+            if writer.write(row):
                 splits[str(sample.split)] += 1
                 spaces[sample.label_space] += 1
     return {"dataset": name, "subset": subset, "rows": sum(splits.values()), "splits": dict(splits),

@@ -117,6 +117,15 @@ def timeline_svg(report: EmotionReport, width: int = 920, height: int = 300) -> 
                          f'fill="{s.colour}"><title>{s.code} apex {event["apex_s"]:.2f} s, intensity '
                          f'{event["intensity"]:.1f}</title></circle>')  # fmt: skip
         parts.append("</g>")
+    for i, m in enumerate(report.micro_expressions or []):  # a shaded span over the AU lines, labelled at the top
+        x0, x1 = x(m["onset_s"]), max(x(m["offset_s"]), x(m["onset_s"]) + 3)
+        label = escape(" ".join(m["aus"]) or "movement")
+        parts.append(f'<g class="micro" id="micro-{i}"><rect x="{x0:.1f}" y="{top}" width="{x1 - x0:.1f}" '
+                     f'height="{plot_h:.1f}" fill="#e0513a" fill-opacity="0.18"/><line x1="{x(m["apex_s"]):.1f}" '
+                     f'x2="{x(m["apex_s"]):.1f}" y1="{top}" y2="{top + plot_h:.1f}" stroke="#e0513a"/>'
+                     f'<text class="axis" x="{x(m["apex_s"]) + 3:.1f}" y="{top + 10}">micro {label}</text>'
+                     f'<title>micro-expression {m["onset_s"]:.3f}-{m["offset_s"]:.3f} s, apex {m["apex_s"]:.3f} s: '
+                     f"{label}{' (' + escape(m['emotion']) + ')' if m.get('emotion') else ''}</title></g>")  # fmt: skip
     band_y = top + plot_h + 8
     for seg in report.segments:
         colour = EMOTION_COLOURS.get(seg.emotion.label, "#999999")
@@ -188,6 +197,9 @@ def save_timeline_png(report: EmotionReport, path: str | Path, dpi: int = 120) -
                                         "intensity": au.intensity}]:  # fmt: skip
                 ax.plot([event["apex_s"]], [event["intensity"]], "o", color=colour)
                 ax.axvspan(event["onset_s"], event["offset_s"], color=colour, alpha=0.06)
+    for m in report.micro_expressions or []:
+        ax.axvspan(m["onset_s"], m["offset_s"], color="#e0513a", alpha=0.25)
+        ax.text(m["apex_s"], AU_INTENSITY_MAX, "micro " + " ".join(m["aus"]), fontsize=7, color="#e0513a")
     ax.set_ylim(0, AU_INTENSITY_MAX + 0.2)
     ax.set_yticks(range(6), ["0", "A", "B", "C", "D", "E"])
     ax.set_ylabel("AU intensity")
