@@ -180,7 +180,7 @@ def test_train_micro_learns_casme_style_events_leave_one_subject_out(tmp_path, a
     classes = {"happiness": ({"AU12": 2.0}, {"AU6": 1.5, "AU12": 2.5}), "surprise": ({"AU1": 2.0, "AU2": 2.0},
                {"AU1": 2.5, "AU2": 1.5}), "disgust": ({"AU9": 2.5}, {"AU9": 2.0, "AU10": 1.5})}  # fmt: skip
     root, lines = tmp_path / "casme2", ["Subject,Filename,OnsetFrame,ApexFrame,OffsetFrame,Action Units,Estimated Emotion"]
-    for subject, (name, image) in enumerate(sorted(face_photos().items()), start=1):
+    for subject, (_name, image) in enumerate(sorted(face_photos().items()), start=1):
         points = BlazeFaceDetector(landmarks="mesh").detect(image)[0].landmarks
         for label, patterns in classes.items():
             for k, aus in enumerate(patterns):
