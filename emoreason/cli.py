@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default=None, help="evaluate rows of this split ('all' for every row; default: the "
                     "corpus's published protocol, e.g. DFEW's five folds averaged)")  # fmt: skip
     ev.add_argument("--limit", type=int, help="evaluate at most this many samples")
+    ev.add_argument("--micro-head", help="micro-expression corpora (casme2): a head from `emoreason train micro` "
+                    "(micro_head.json); default: the FACS prototypes read the event's flow")  # fmt: skip
     ev.add_argument("--train-data", help="training .jsonl, to check that no test subject was trained on")
     ev.add_argument("--config", type=Path, help="a suite YAML: several benchmarks, one summary")
     ev.add_argument("--out", type=Path, help="results folder (default results/) or, for 'report', the .md file")
@@ -423,7 +425,8 @@ def run_eval(args: argparse.Namespace) -> int:
         config = EvalConfig(benchmark=args.benchmark, data=args.data, backend=args.backend, model=args.model,
                             server=args.server,
                             split=args.split, limit=args.limit,
-                            out=str(args.out or "results"), train_data=args.train_data)  # fmt: skip
+                            out=str(args.out or "results"), train_data=args.train_data,
+                            micro_head=args.micro_head)  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     update, close = _progress(args.progress, "evaluating")

@@ -204,4 +204,12 @@ def test_train_micro_learns_casme_style_events_leave_one_subject_out(tmp_path, a
     head = json.loads((out / "micro_head.json").read_text())
     assert sorted(head["classes"]) == sorted(classes) and len(head["coef"][0]) == len(head["features"]) == 24
     assert "learned head UAR" in capsys.readouterr().out
+    # scored by `emoreason eval --benchmark casme2`: the FACS prototypes, or the trained head
+    for extra, folder in (([], "facs"), (["--micro-head", str(out / "micro_head.json")], "head")):
+        assert main(["eval", "--benchmark", "casme2", "--data", str(data), "--out", str(tmp_path / folder), *extra]) == 0
+        scored = json.loads(next((tmp_path / folder).glob("casme2-*/results.json")).read_text())
+        assert scored["data"]["evaluated"] == 12, scored
+        rows = [json.loads(line) for line in next((tmp_path / folder).glob("casme2-*/predictions.jsonl")).open()]
+        assert all(r["error"] is None and r["pred_emotion"] for r in rows)
+        assert sum(r["pred_emotion"] == r["gold_labels"][0] for r in rows) >= 8, rows
     assert main(["train", "micro", "--data", str(tmp_path / "missing.jsonl"), "--out", str(out)]) == 2

@@ -57,6 +57,9 @@ class EvalConfig:
     out: str = "results"
     train_data: str | None = None  # for the subject-independence check
     server: str | None = None  # vllm backend: URL of an `emoreason serve` server (model = served name, optional)
+    # micro-expression corpora (CASME II: a frame folder a sample): the event's onset-apex flow, read by the FACS
+    # prototypes, or by this head of `emoreason train micro` (micro_head.json)
+    micro_head: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -67,6 +70,8 @@ class EvalConfig:
             raise ValueError("backend 'vllm' needs server= (an `emoreason serve` URL), and only it takes one")
         if not Path(self.data).is_file():
             raise FileNotFoundError(f"data: {self.data} does not exist")
+        if self.micro_head is not None and not Path(self.micro_head).is_file():
+            raise FileNotFoundError(f"micro_head: {self.micro_head} does not exist")
         if self.split is not None and (not isinstance(self.split, str) or not self.split.strip()):
             raise ValueError(f"split must be a split name, 'all' or None (the published protocol), got {self.split!r}")
         if self.limit is not None and self.limit < 1:
@@ -99,12 +104,39 @@ def run_dir(config: EvalConfig) -> Path:
     return Path(config.out) / f"{config.benchmark}-{config.backend}-{key}"
 
 
+def _predict_event(sample: Sample, config: EvalConfig, row: dict) -> dict:
+    """A micro-expression event (onset and apex frames) read by its flow: the head's class, or the FACS
+    prototypes' reading of its AUs mapped into the sample's label space."""
+    from emoreason.face.micro import MicroHead, event_frames, event_points, prototype_label, read_onset_apex
+
+    started = time.perf_counter()
+    empty = {"pred_emotion": None, "confidence": None, "pred_aus": {}, "evidence_aus": {}, "valid": False,
+             "format_ok": False, "completion": None, "seconds": 0.0}  # fmt: skip
+    try:
+        reading = read_onset_apex(*event_frames(sample.media, *event_points(sample), sample.media_type))
+    except (MediaError, KeyError, TypeError) as exc:
+        return row | empty | {"error": f"{sample.id}: {exc}"}
+    if reading is None:
+        return row | empty | {"error": "no face found"}
+    space = LABEL_SPACES.get(sample.label_space, BASIC)
+    if config.micro_head:
+        label, confidence = MicroHead(config.micro_head)(reading.features)
+    else:
+        label, confidence = prototype_label(reading.emotion, space), None
+    aus = {code: 3.0 for code in reading.aus}
+    return row | empty | {"pred_emotion": label, "confidence": confidence, "pred_aus": aus, "evidence_aus": aus,
+                          "valid": label is not None, "format_ok": True,
+                          "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
+
+
 def _predict(sample: Sample, config: EvalConfig) -> dict:
     """One sample through the backend -> a prediction row (never raises on bad media or answers)."""
     from emoreason.explain import explain
 
     row = {"id": sample.id, "subject": sample.subject, "label_space": sample.label_space, "gold_labels": sample.labels,
            "gold_emotion": sample.emotion, "gold_aus": sample.au_dict(), "error": None}  # fmt: skip
+    if sample.media_type == "frames":
+        return _predict_event(sample, config, row)
     started = time.perf_counter()
     try:
         report = explain(sample.media, model=config.model, span=sample.span, fps=config.fps,

@@ -612,3 +612,57 @@ def event_frames(media: str | Path, onset: float, apex: float, media_type: str =
     frames = {frame.index: frame.image for frame in video.frames_at(np.array([onset, apex]) + 1e-6)}
     index = video.indices_at(np.array([onset + 1e-6, apex + 1e-6]))
     return frames[int(index[0])], frames[int(index[-1])]
+
+
+class MicroHead:
+    """A head written by ``emoreason train micro`` (``micro_head.json``: plain numbers), applied to the features of
+    :func:`read_onset_apex`: standardise, then the logistic regression's most likely class.
+
+    Raises:
+        MediaError: the file is missing; ValueError: it is not a micro head or its features differ from this
+            version's.
+    """
+
+    def __init__(self, path: str | Path):
+        import json
+
+        from emoreason.io.errors import check_file
+
+        data = json.loads(check_file(path).read_text())
+        if not isinstance(data, dict) or data.get("features") != list(FEATURE_NAMES):
+            raise ValueError(f"{path}: not a micro-expression head for these features ({len(FEATURE_NAMES)} flow "
+                             f"numbers); retrain it with `emoreason train micro`")  # fmt: skip
+        self.label_space, self.classes = data["label_space"], list(data["classes"])
+        self.mean, self.scale = np.array(data["mean"]), np.array(data["scale"])
+        self.coef, self.intercept = np.array(data["coef"]), np.array(data["intercept"])
+
+    def __call__(self, features: np.ndarray) -> tuple[str, float]:
+        """(label, probability) for one event's ``[F]`` features."""
+        z = (np.asarray(features, np.float64) - self.mean) / np.where(self.scale > 0, self.scale, 1.0)
+        logits = self.coef @ z + self.intercept
+        if len(self.classes) == 2:  # sklearn's binary head has one row: the second class's logit
+            p = 1.0 / (1.0 + np.exp(-logits[0]))
+            return (self.classes[1], float(p)) if p >= 0.5 else (self.classes[0], float(1 - p))
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        best = int(np.argmax(probs))
+        return self.classes[best], float(probs[best])
+
+
+def event_points(sample) -> tuple[float, float]:
+    """Onset and apex of a sample: frame numbers for a frame folder, seconds for a video; without an apex the
+    middle of onset and offset (MEGC's practice for CASME II's missing apexes)."""
+    if sample.media_type == "frames":
+        frames = sample.provenance["frames"]
+        onset, apex, offset = frames["onset"], frames.get("apex"), frames.get("offset")
+        return onset, apex if apex is not None else (onset + offset) // 2 if offset is not None else onset
+    apex = sample.apex_s if sample.apex_s is not None else (
+        (sample.onset_s + sample.offset_s) / 2 if sample.offset_s is not None else sample.onset_s)  # fmt: skip
+    return sample.onset_s, apex
+
+
+def prototype_label(emotion: str | None, space) -> str | None:
+    """The FACS reading of an event (a basic emotion, or None) in the corpus's label space."""
+    if emotion is None:
+        return space.normalize("others") if "others" in space.labels else None
+    return space.normalize(emotion)

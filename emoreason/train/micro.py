@@ -45,21 +45,9 @@ def event_rows(data: Path) -> tuple[list, list[str]]:
     return kept, skipped
 
 
-def event_points(sample) -> tuple[float, float]:
-    """Onset and apex of a sample: frame numbers for a frame folder, seconds for a video; without an apex the
-    middle of onset and offset (MEGC's practice for CASME II's missing apexes)."""
-    if sample.media_type == "frames":
-        frames = sample.provenance["frames"]
-        onset, apex, offset = frames["onset"], frames.get("apex"), frames.get("offset")
-        return onset, apex if apex is not None else (onset + offset) // 2 if offset is not None else onset
-    apex = sample.apex_s if sample.apex_s is not None else (
-        (sample.onset_s + sample.offset_s) / 2 if sample.offset_s is not None else sample.onset_s)  # fmt: skip
-    return sample.onset_s, apex
-
-
 def features_of(samples: list) -> tuple[np.ndarray, list, list[str]]:
     """``[N, F]`` features of the samples that could be read, those samples, and why the others could not."""
-    from emoreason.face.micro import event_frames, read_onset_apex
+    from emoreason.face.micro import event_frames, event_points, read_onset_apex
     from emoreason.io.errors import MediaError
 
     rows, kept, failed = [], [], []
@@ -100,13 +88,6 @@ def loso(x: np.ndarray, y: list[str], groups: list[str], labels: list[str], c: f
     return predictions
 
 
-def prototype_label(emotion: str | None, space) -> str | None:
-    """The FACS reading of an event (a basic emotion, or None) in the corpus's label space."""
-    if emotion is None:
-        return space.normalize("others") if "others" in space.labels else None
-    return space.normalize(emotion)
-
-
 def run_micro(argv: list[str]) -> Path:
     parser = argparse.ArgumentParser(prog="emoreason train micro", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="labelled events (.jsonl, e.g. CASME II's)")
@@ -131,6 +112,8 @@ def run_micro(argv: list[str]) -> Path:
 
     y = [s.labels[0] for s, _ in kept]
     groups = [s.subject or "unknown" for s, _ in kept]
+    from emoreason.face.micro import prototype_label
+
     learned = loso(x, y, groups, list(space.labels), args.c)
     facs = [prototype_label(reading.emotion, space) for _, reading in kept]
     labels = list(space.labels)
