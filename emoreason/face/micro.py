@@ -130,20 +130,19 @@ class Motion:
     pose: np.ndarray | None = None  # [frames, 3]: face centre x, y (eye distances) and roll (rad), from the landmarks
 
 
-def _crop_geometry() -> tuple[np.ndarray, dict[str, tuple[np.ndarray, ...]], float]:
-    """The mean shape's points in the crop, each region's pixel masks (right, left), and the eye distance there."""
+def _crop_geometry() -> tuple[np.ndarray, dict[str, tuple[tuple[int, int, int, int], ...]], float]:
+    """The mean shape's points in the crop, each region's pixel box ``(y0, y1, x0, x1)`` (right, left), and the eye
+    distance there."""
     ref = mean_shape()
     lo, hi = ref.min(0), ref.max(0)
     target = (ref - (lo + hi) / 2) * (CROP / ((hi - lo).max() * (1 + 2 * PADDING))) + CROP / 2
     eye_distance = float(np.linalg.norm(target[36:42].mean(0) - target[42:48].mean(0)))
     half = eye_distance * 0.1  # region half-size: about a sixth of the brow's length
 
-    def box(points) -> np.ndarray:
+    def box(points) -> tuple[int, int, int, int]:
         pts = target[list(points)]
         (x0, y0), (x1, y1) = pts.min(0) - half, pts.max(0) + half
-        mask = np.zeros((CROP, CROP), bool)
-        mask[max(int(y0), 0) : int(math.ceil(y1)), max(int(x0), 0) : int(math.ceil(x1))] = True
-        return mask
+        return max(int(y0), 0), int(math.ceil(y1)), max(int(x0), 0), int(math.ceil(x1))
 
     masks = {name: (box(right), box(left)) for name, (right, left) in _PAIRS.items()}
     masks |= {name: (box(points),) for name, points in _SINGLE.items()}
@@ -160,28 +159,34 @@ class _Regions:
         self.midline = float(self.target[[27, 28, 29, 30, 33, 51, 57, 8], 0].mean())
         ys, xs = np.mgrid[0:CROP, 0:CROP]
         self.coords = np.stack([xs, ys, np.ones_like(xs)], -1).astype(np.float64)  # [H, W, 3]
-        anchors = [self.masks[f"rigid{p}"][0] for p in _RIGID]
-        self.anchor_xy = np.stack([self.coords[m].mean(0) for m in anchors])  # [4, 3]
-        self.anchor_masks = anchors
+        self.centres = {box: _in(self.coords, box).reshape(-1, 3).mean(0) for parts in self.masks.values()
+                        for box in parts}  # fmt: skip
+        self.anchor_masks = [self.masks[f"rigid{p}"][0] for p in _RIGID]
+        self.anchor_xy = np.stack([self.centres[box] for box in self.anchor_masks])  # [4, 3]
 
     def measure(self, flow: np.ndarray, with_strain: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
         """``flow [CROP, CROP, 2]`` -> (``[R, 2]`` region vectors, ``[R]`` strain, the anchors' mean motion in px)."""
-        anchor_flow = np.stack([flow[m].mean(0) for m in self.anchor_masks])  # [4, 2]
+        anchor_flow = np.stack([_in(flow, box).reshape(-1, 2).mean(0) for box in self.anchor_masks])  # [4, 2]
         affine, *_ = np.linalg.lstsq(self.anchor_xy, anchor_flow, rcond=None)  # [3, 2]: flow = [x, y, 1] @ affine
         vectors, strains = np.zeros((len(REGIONS), 2)), np.zeros(len(REGIONS))
         strain = _strain(flow - self.coords @ affine) if with_strain else None
         for i, name in enumerate(REGIONS):
             parts = self.masks[name]
             mean = np.zeros(2)
-            for side, mask in enumerate(parts):
-                v = flow[mask].mean(0) - self.coords[mask].mean(0) @ affine
+            for side, box in enumerate(parts):  # the mean over a box of the affine flow is its value at the centre
+                v = _in(flow, box).reshape(-1, 2).mean(0) - self.centres[box] @ affine
                 if len(parts) == 2 and side == 0:  # the subject's right is the image's left: outward is -x
                     v = v * np.array([-1.0, 1.0])
                 mean += v / len(parts)
                 if strain is not None:
-                    strains[i] += strain[mask].mean() / len(parts)
+                    strains[i] += _in(strain, box).mean() / len(parts)
             vectors[i] = mean
         return vectors, strains, float(np.linalg.norm(anchor_flow, axis=1).mean())
+
+
+def _in(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    y0, y1, x0, x1 = box
+    return array[y0:y1, x0:x1]
 
 
 def _strain(flow: np.ndarray) -> np.ndarray:
