@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from emoreason.face.micro import FLOOR, HEAD_MAX, NOISE_Z, find_micro, measure_motion
+from emoreason.face.micro import FLOOR, NOISE_Z, find_micro, measure_motion
 from emoreason.synthetic import expression_clip, face_photos, micro_episode, micro_frames, write_video
 
 GRID_Z = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0)
 GRID_FLOOR = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
-GRID_HEAD = (0.02, 0.03, 0.05, 0.08, 1e9)
 FIT, TEST = "astronaut", "hopper"
 
 
@@ -105,8 +104,8 @@ def score(found: list[list[dict]], clips: list[dict]) -> dict:
             "au_f1": None if au_f1 is None else round(au_f1, 3)}  # fmt: skip
 
 
-def spots_at(motions, noise_z: float, floor: float, head_max: float) -> list[list[dict]]:
-    return [[m.to_dict() for m in find_micro(motion, noise_z, floor, head_max).micro_expressions] for motion in motions]
+def spots_at(motions, noise_z: float, floor: float) -> list[list[dict]]:
+    return [[m.to_dict() for m in find_micro(motion, noise_z, floor).micro_expressions] for motion in motions]
 
 
 def baseline_spots(clip: dict) -> list[dict]:
@@ -189,16 +188,14 @@ def main() -> int:
     motions = {id(c): motion_of(c, args.out) for c in clips}
     by_person = {p: [c for c in clips if c["person"] == p] for p in (FIT, TEST)}
     fit_motions = [motions[id(c)] for c in by_person[FIT]]
-    grid = {(z, f, h): score(spots_at(fit_motions, z, f, h), by_person[FIT])
-            for z in GRID_Z for f in GRID_FLOOR for h in GRID_HEAD}  # fmt: skip
-    best = max(grid, key=lambda k: (grid[k]["f1"], k[0], k[1], -k[2]))  # ties: the stricter setting
-    print(f"fitted on {FIT}: noise_z {best[0]}, floor {best[1]}, head_max {best[2]}: {grid[best]}; module defaults "
-          f"{NOISE_Z}, {FLOOR}, {HEAD_MAX}")  # fmt: skip
+    grid = {(z, f): score(spots_at(fit_motions, z, f), by_person[FIT]) for z in GRID_Z for f in GRID_FLOOR}
+    best = max(grid, key=lambda k: (grid[k]["f1"], k[0], k[1]))  # ties: the stricter setting
+    print(f"fitted on {FIT}: noise_z {best[0]}, floor {best[1]}: {grid[best]}; module defaults {NOISE_Z}, {FLOOR}")
     result = {"fit_person": FIT, "test_person": TEST, "clips_per_person": args.clips,
-              "fitted": {"noise_z": best[0], "floor": best[1], "head_max": best[2]},
-              "module_defaults": {"noise_z": NOISE_Z, "floor": FLOOR, "head_max": HEAD_MAX}, "people": {}}  # fmt: skip
+              "fitted": {"noise_z": best[0], "floor": best[1]}, "module_defaults": {"noise_z": NOISE_Z, "floor": FLOOR},
+              "grid_on_fit_person": {f"noise_z={z} floor={f}": v["f1"] for (z, f), v in grid.items()}, "people": {}}  # fmt: skip
     for person, group in by_person.items():
-        ours = score(spots_at([motions[id(c)] for c in group], NOISE_Z, FLOOR, HEAD_MAX), group)
+        ours = score(spots_at([motions[id(c)] for c in group], NOISE_Z, FLOOR), group)
         row = {"micro": ours}
         if not args.no_baseline:
             row["baseline_8fps"] = score([baseline_spots(c) for c in group], group)

@@ -21,7 +21,7 @@ emotion the FACS prototypes read from those AUs.
 Memory: the crops of ``2k + 1`` frames (16 kB each) and about 100 bytes a frame of motion series, whatever the
 frame size; frames are decoded in small batches and dropped.
 
-The three thresholds (``NOISE_Z``, ``FLOOR``, ``HEAD_MAX``) were fitted on synthetic micro-expressions of one person
+The two thresholds (``NOISE_Z``, ``FLOOR``) were fitted on synthetic micro-expressions of one person
 (``scripts/bench_micro.py --fit``) and are reported on another (BENCHMARKS.md).
 """
 
@@ -51,7 +51,6 @@ NOISE_Z = 8.0  # a region's signal must reach this many times its resting level 
 FLOOR = 0.3  # ...and this many crop pixels (a 128 px crop: 0.3 px is about 0.7% of the eye distance)
 SMOOTH_S = 0.025  # the motion series are averaged over this window (5 frames at 200 fps; none at 30 fps)
 EDGE = 0.2  # onset and offset: where the apex region's signal falls below this share of its peak
-HEAD_MAX = 0.03  # head motion: the face's rigid points moved more than this (eye distances) during the event
 HEAD_SHARE = 0.6  # head motion: the rigid anchors moved past their noise and this share of the apex region's move
 FARNEBACK = (0.5, 3, 9, 3, 5, 1.1, 0)  # pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
 
@@ -127,7 +126,6 @@ class Motion:
     rows: list[tuple]
     opening: np.ndarray
     timings: dict[str, float]
-    pose: np.ndarray | None = None  # [frames, 3]: face centre x, y (eye distances) and roll (rad), from the landmarks
 
 
 def _crop_geometry() -> tuple[np.ndarray, dict[str, tuple[tuple[int, int, int, int], ...]], float]:
@@ -267,15 +265,13 @@ def spot_micro(
     progress: Callable[[int, int], None] | None = None,
     noise_z: float = NOISE_Z,
     floor: float = FLOOR,
-    head_max: float = HEAD_MAX,
 ) -> MicroAnalysis:
     """Spot the micro-expressions of the main face in a video (or a span of it), at its native frame rate.
 
     Args:
         path: a video file. span: ``(start_s, end_s)``, either end None.
         max_side: frames are decoded with their long side at most this (the face crop is ``CROP`` px anyway).
-        noise_z, floor, head_max: the spotting thresholds (see the module docstring); the defaults are the fitted
-            ones.
+        noise_z, floor: the spotting thresholds (see the module docstring); the defaults are the fitted ones.
     Raises:
         MediaError: the file is missing, unreadable or not a video; SpanError: a span outside the video.
 
@@ -284,7 +280,7 @@ def spot_micro(
     [(2.08, ['AU12'], 'happiness')]
     """
     return find_micro(measure_motion(path, span, max_side=max_side, detector=detector, progress=progress),
-                      noise_z, floor, head_max)  # fmt: skip
+                      noise_z, floor)  # fmt: skip
 
 
 def measure_motion(
@@ -318,7 +314,6 @@ def measure_motion(
     crops: deque = deque(maxlen=2 * lag + 1)  # (frame index, time, crop), consecutive frames with a face
     rows: list[tuple] = []
     opening = np.full(len(chosen), np.nan)
-    pose = np.full((len(chosen), 3), np.nan)
     decode_s = track_s = flow_s = 0.0
     tick = time.perf_counter()
     for position, frame in enumerate(video.frames_at(stamps[chosen] + 1e-6)):
@@ -335,8 +330,6 @@ def measure_motion(
         grey = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY) if frame.image.ndim == 3 else frame.image
         crop = cv2.warpAffine(grey, to_crop, (CROP, CROP), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         opening[position] = _eye_opening(landmarks)
-        eye_distance = float(np.linalg.norm(landmarks[36:42].mean(0) - landmarks[42:48].mean(0))) or 1.0
-        pose[position] = (*(landmarks[rigid].mean(0) / eye_distance), math.atan2(-to_crop[0, 1], to_crop[0, 0]))
         crops.append((position, frame.time_s, crop))
         track_s += time.perf_counter() - tick
         tick = time.perf_counter()
@@ -354,13 +347,13 @@ def measure_motion(
     timings = {"decode_s": round(decode_s, 3), "track_s": round(track_s, 3), "flow_s": round(flow_s, 3),
                "total_s": round(time.perf_counter() - started, 3)}  # fmt: skip
     return Motion(str(path), fps, len(chosen), int(np.isfinite(opening).sum()), float(end_s - start_s), lag, rows,
-                  opening, timings, pose)  # fmt: skip
+                  opening, timings)  # fmt: skip
 
 
-def find_micro(motion: Motion, noise_z: float = NOISE_Z, floor: float = FLOOR, head_max: float = HEAD_MAX) -> MicroAnalysis:
+def find_micro(motion: Motion, noise_z: float = NOISE_Z, floor: float = FLOOR) -> MicroAnalysis:
     """The micro-expressions, blinks and rejected candidates in measured ``motion`` at these thresholds (cheap:
     a fit of the thresholds measures each clip once and calls this per setting)."""
-    thresholds = {"noise_z": noise_z, "floor": floor, "head_max": head_max, "lag_frames": motion.lag, "fps": motion.fps}
+    thresholds = {"noise_z": noise_z, "floor": floor, "lag_frames": motion.lag, "fps": motion.fps}
     analysis = MicroAnalysis(motion.source, motion.fps, motion.frames, motion.face_frames, motion.duration_s, [], [],
                              {"too long": 0, "head motion": 0}, thresholds, dict(motion.timings))  # fmt: skip
     if motion.face_frames == 0:
@@ -369,7 +362,7 @@ def find_micro(motion: Motion, noise_z: float = NOISE_Z, floor: float = FLOOR, h
         analysis.warnings.append(f"too short to spot: needs {2 * motion.lag + 1} consecutive frames with the face "
                                  f"({2 * LAG_S:.1f} s)")  # fmt: skip
     else:
-        _find_events(analysis, motion.rows, _Regions(), motion.opening, motion.pose, noise_z, floor, head_max)
+        _find_events(analysis, motion.rows, _Regions(), motion.opening, noise_z, floor)
     return analysis
 
 
@@ -381,7 +374,7 @@ def _native_fps(stamps: np.ndarray, stated: float | None) -> float:
     return float(stated) if stated else 25.0
 
 
-def _find_events(analysis: MicroAnalysis, rows, regions: _Regions, opening, pose, noise_z, floor, head_max) -> None:
+def _find_events(analysis: MicroAnalysis, rows, regions: _Regions, opening, noise_z, floor) -> None:
     positions = np.array([r[0] for r in rows])
     centre_times = np.array([r[1] for r in rows])
     d = np.stack([r[2] for r in rows])  # [N, R, 2]
@@ -432,8 +425,7 @@ def _find_events(analysis: MicroAnalysis, rows, regions: _Regions, opening, pose
         if span_s > MAX_S + 1.5 / fps:
             analysis.rejected["too long"] += 1
             continue
-        turned = _head_moved(pose, positions[onset], positions[offset], lag)
-        if turned > head_max or (head[peak] >= HEAD_SHARE * moved[peak, region] and head[peak] > noise_z * np.median(head)):
+        if head[peak] >= HEAD_SHARE * moved[peak, region] and head[peak] > noise_z * np.median(head):
             analysis.rejected["head motion"] += 1
             continue
         vectors = {k: v for k, v in vectors.items() if k != "upper_lid" or v[1] < 0}
@@ -477,17 +469,6 @@ def _closes_eyes(opening: np.ndarray, onset: int, offset: int, lag: int) -> bool
         return False
     rest = float(np.nanmedian(before))
     return rest > 0 and float(np.nanmin(during)) < rest * 2 / 3
-
-
-def _head_moved(pose: np.ndarray | None, onset: int, offset: int, lag: int) -> float:
-    """How far the head moved during an event against where it was before (eye distances; roll at one eye distance a
-    radian): the landmarks' rigid points, which the aligned crop has already cancelled out of the flow."""
-    if pose is None:
-        return 0.0
-    before, during = pose[max(0, onset - lag) : onset + 1], pose[onset : offset + 1]
-    if not np.isfinite(before).any() or not np.isfinite(during).any():
-        return 0.0
-    return float(np.nanmax(np.abs(during - np.nanmedian(before, axis=0)).sum(1)))
 
 
 def _au_levels(vectors: dict[str, np.ndarray], aus: list[str], strengths: dict[str, float]) -> dict[str, float]:
