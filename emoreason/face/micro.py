@@ -13,7 +13,7 @@ each averaged over a region, the nose bridge's motion (alignment jitter, head mo
 returns to rest has ``|d|`` high and ``|e|`` near zero; a macro-expression (it stays) and a head turn (it stays or
 moves every region alike) do not. ``|d| - |e|``, in units of each region's own noise, is the spotting signal; its
 runs above threshold are the candidates. A candidate longer than ``MAX_S`` is not micro; one whose only movement
-is the upper lid going down, with the landmarks' eye opening closing, is a blink; one where the head moved more than
+is the upper lid going down, or during which the landmarks' eye opening closes by a third, is a blink; one where the head moved more than
 the face did is head motion. The rest are reported with the AUs their regions' flow directions mean (FACS:
 inner brow up AU1, lip corners up AU12, ...), the optical strain at the apex (STSTNet's third channel), and the
 emotion the FACS prototypes read from those AUs.
@@ -47,8 +47,8 @@ MAX_S = 0.5  # longest micro-expression (onset to offset); MEGC's bound
 BLINK_MAX_S = 0.6
 BLINK_SHARE = 0.5  # a blink: the upper lid's movement leads, other regions (flow spilling over) under this share
 MIN_FRAMES = 2
-NOISE_Z = 8.0  # a region's signal must reach this many times its resting level (median over the clip)...
-FLOOR = 0.3  # ...and this many crop pixels (a 128 px crop: 0.3 px is about 0.7% of the eye distance)
+NOISE_Z = 2.0  # a region's signal must reach this many times its resting level (median over the clip)...
+FLOOR = 0.2  # ...and this many crop pixels (a 128 px crop: 0.2 px is about 0.5% of the eye distance)
 SMOOTH_S = 0.025  # the motion series are averaged over this window (5 frames at 200 fps; none at 30 fps)
 EDGE = 0.2  # onset and offset: where the apex region's signal falls below this share of its peak
 HEAD_SHARE = 0.6  # head motion: the rigid anchors moved past their noise and this share of the apex region's move
@@ -64,9 +64,10 @@ _PAIRS = {
     "mouth_corner": ((48,), (54,)),
 }
 _SINGLE = {"upper_lip": (50, 51, 52), "lower_lip": (56, 57, 58)}
-# rigid anchors: what expressions barely move (inner eye corners, nose bridge and tip); their motion is the head's
+# rigid anchors: what expressions barely move (the face outline beside the eyes, nose bridge and tip: not the eye
+# corners, whose boxes catch the lids in a blink); their motion is the head's
 # (and the alignment's jitter), fitted as an affine flow and taken out of every region
-_RIGID = (27, 30, 39, 42)
+_RIGID = (1, 15, 27, 30)
 REGIONS = tuple(_PAIRS) + ("upper_lip", "lower_lip")
 EYE_REGIONS = frozenset({"upper_lid", "lower_lid"})
 
@@ -415,8 +416,8 @@ def _find_events(analysis: MicroAnalysis, rows, regions: _Regions, opening, nois
         closing = _closes_eyes(opening, positions[onset], positions[offset], lag)
         lid = REGIONS.index("upper_lid")
         others = [signal[peak, i] for i, name in enumerate(REGIONS) if name not in EYE_REGIONS]
-        lid_leads = max(others) < BLINK_SHARE * signal[peak, lid] or (closing and signal[peak, lid] >= max(others))
-        if region in (lid, REGIONS.index("lower_lid")) and lid_leads and (d[peak, lid, 1] > 0 or closing):
+        lid_leads = region == lid and max(others) < BLINK_SHARE * signal[peak, lid] and d[peak, lid, 1] > 0
+        if closing or lid_leads:  # the eyes closed (landmarks), or only the upper lids moved, and down
             if span_s <= BLINK_MAX_S:
                 analysis.blinks.append(event)
             else:
