@@ -18,7 +18,7 @@ the face did is head motion. The rest are reported with the AUs their regions' f
 inner brow up AU1, lip corners up AU12, ...), the optical strain at the apex (STSTNet's third channel), and the
 emotion the FACS prototypes read from those AUs.
 
-Memory: the crops of ``2k + 1`` frames (16 kB each) and about 100 bytes a frame of motion series, whatever the
+Memory: the crops of ``2k + 1`` frames (16 kB each) and about 1 kB a frame of motion series, whatever the
 frame size; frames are decoded in small batches and dropped.
 
 The two thresholds (``NOISE_Z``, ``FLOOR``) were fitted on synthetic micro-expressions of one person
