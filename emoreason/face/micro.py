@@ -46,7 +46,6 @@ LAG_S = 0.3  # reference lag k: before onset and after offset of a movement of u
 MAX_S = 0.5  # longest micro-expression (onset to offset); MEGC's bound
 BLINK_MAX_S = 0.6
 BLINK_SHARE = 0.5  # a blink: the upper lid's movement leads, other regions (flow spilling over) under this share
-MIN_FRAMES = 2
 NOISE_Z = 2.0  # a region's signal must reach this many times its resting level (median over the clip)...
 FLOOR = 0.2  # ...and this many crop pixels (a 128 px crop: 0.2 px is about 0.5% of the eye distance)
 SMOOTH_S = 0.025  # the motion series are averaged over this window (5 frames at 200 fps; none at 30 fps)
