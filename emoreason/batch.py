@@ -7,8 +7,9 @@ not analysed again; another backend or ``--fps`` is a new row), and a killed run
 (:class:`~emoreason.data.jsonl.ResumableWriter`: rows go to ``OUT.partial``, synced one by one; the torn last line
 of a killed write is dropped; the file gets its final name when the run completes).
 
-The inputs run one after another in this process; the work per input is a function of the input alone, so a
-parallel engine can map it over the same items.
+The inputs run on :mod:`emoreason.scale`'s engine: Ray workers that load the face models (and the backend) once
+each, locally or on a cluster, or one after another in this process. :class:`ExplainWork` and
+:class:`AnalyzeWork` are the per-input work of ``explain`` and ``analyze``.
 """
 
 from __future__ import annotations
@@ -109,13 +110,49 @@ class BatchResult:
     done: int = 0
     errors: int = 0
     skipped: int = 0  # already in the output from an earlier run
+    duplicates: int = 0  # the same content, span and settings as another input of this call: one row for both
     seconds: float = 0.0
+    engine: Any = None  # the engine that ran them (its workers, the workers it replaced)
 
     def line(self) -> str:
         parts = [f"{self.done} done", f"{self.errors} error{'s' if self.errors != 1 else ''}"]
         if self.skipped:
             parts.append(f"{self.skipped} already done (skipped)")
+        if self.duplicates:
+            parts.append(f"{self.duplicates} duplicate{'s' if self.duplicates != 1 else ''} of another input")
         return ", ".join(parts) + f" in {self.seconds:.1f} s"
+
+
+@dataclass
+class RowTask:
+    """An engine's task: ``work(item, key)`` made into the item's row; its expected errors become error rows (with
+    their message), anything else too (with its type, and logged with its traceback)."""
+
+    work: Any
+    expected_errors: tuple[type[BaseException], ...] = ()
+
+    def setup(self, index: int) -> None:
+        setup = getattr(self.work, "setup", None)
+        if setup is not None:
+            setup(index)
+
+    def __call__(self, pair: tuple[str, Item]) -> dict[str, Any]:
+        key, item = pair
+        row = _row_head(key, item)
+        try:
+            return row | {"ok": True, **self.work(item, key)}
+        except self.expected_errors as exc:
+            return row | {"ok": False, "error": _one_line(str(exc))}
+        except Exception as exc:  # noqa: BLE001 - one bad input must not stop a corpus run
+            logger.warning("%s: unexpected %s", item.name, type(exc).__name__, exc_info=True)
+            return row | {"ok": False, "error": _one_line(f"{type(exc).__name__}: {exc}")}
+
+
+def _row_head(key: str, item: Item) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": key, "input": str(item.path), "span": item.span}
+    if item.id is not None:
+        row["sample_id"] = item.id
+    return row
 
 
 def run_batch(
@@ -125,41 +162,45 @@ def run_batch(
     settings: dict[str, Any],
     progress: bool | None = None,
     expected_errors: tuple[type[BaseException], ...] = (),
+    engine_for: Callable[[int], Any] | None = None,
 ) -> BatchResult:
-    """Run ``work`` on each item not yet in ``out`` and append its row.
+    """Run ``work`` on each item not yet in ``out`` and append its row as it finishes.
 
-    ``work(item, key)`` returns the row's payload (``{"report": ...}``); an exception becomes an error row
-    (``{"ok": false, "error": "..."}``): ``expected_errors`` (unusable media, a span that does not fit) with their
-    message, anything else with its type too, and logged with its traceback. Every row carries ``id`` (the key),
-    ``input`` (the path as given or resolved from the dataset), ``span``, ``ok`` and, for a dataset row,
-    ``sample_id``.
+    ``work(item, key)`` returns the row's payload (``{"report": ...}``). ``engine_for(n)`` gives the engine for the
+    ``n`` inputs left to do (:mod:`emoreason.scale`; default: this process); with a parallel one ``work`` must pickle, and its ``setup(worker_index)``, if it has one, loads its models once
+    per worker. An exception becomes an error row (``{"ok": false, "error": "..."}``): ``expected_errors``
+    (unusable media, a span that does not fit) with their message, anything else with its type too; a worker that
+    crashed or hung on an input fails that input's row alone. Every row carries ``id`` (the key), ``input`` (the
+    path as given or resolved from the dataset), ``span``, ``ok`` and, for a dataset row, ``sample_id``. Rows are
+    written in the order inputs finish.
     """
     from tqdm import tqdm
 
     from emoreason.data.jsonl import ResumableWriter
+    from emoreason.scale import Failure, SequentialEngine
 
     started, result = time.perf_counter(), BatchResult()
     keyed = [(item_key(item, settings), item) for item in items]
     with ResumableWriter(out, sync_every=1) as writer:
-        todo = [(key, item) for key, item in keyed if key not in writer.done]
-        result.skipped = len(keyed) - len(todo)
+        todo, seen = [], set()
+        for key, item in keyed:  # the same file twice in one call is one row
+            if key in writer.done:
+                result.skipped += 1
+            elif key in seen:
+                result.duplicates += 1
+            else:
+                seen.add(key)
+                todo.append((key, item))
+        engine = engine_for(len(todo)) if engine_for is not None else SequentialEngine()
+        result.engine = engine
         show = sys.stderr.isatty() if progress is None else progress
         bar = tqdm(total=len(todo), desc="inputs", unit="input", file=sys.stderr, disable=not show, leave=False)
-        for key, item in todo:
-            row: dict[str, Any] = {"id": key, "input": str(item.path), "span": item.span}
-            if item.id is not None:
-                row["sample_id"] = item.id
-            try:
-                row |= {"ok": True, **work(item, key)}
-                result.done += 1
-            except expected_errors as exc:
-                row |= {"ok": False, "error": _one_line(str(exc))}
-                result.errors += 1
-            except Exception as exc:  # noqa: BLE001 - one bad input must not stop a corpus run
-                logger.warning("%s: unexpected %s", item.name, type(exc).__name__, exc_info=True)
-                row |= {"ok": False, "error": _one_line(f"{type(exc).__name__}: {exc}")}
-                result.errors += 1
-            writer.write(row)
+        for index, value in engine.map(RowTask(work, expected_errors), todo):
+            if isinstance(value, Failure):
+                value = _row_head(*todo[index]) | {"ok": False, "error": value.error}
+            result.done += value["ok"]
+            result.errors += not value["ok"]
+            writer.write(value)
             bar.update(1)
         bar.close()
     result.seconds = time.perf_counter() - started
@@ -181,4 +222,95 @@ def settings_of(**values: Any) -> dict[str, Any]:
     return {k: (os.path.abspath(v) if isinstance(v, Path) else v) for k, v in values.items()}
 
 
-__all__ = ["BatchResult", "Item", "expand_inputs", "html_name", "is_batch", "item_key", "run_batch", "settings_of"]
+@dataclass
+class ExplainWork:
+    """``explain``'s work per input: collect the evidence, explain it, optionally spot micro-expressions and write
+    the HTML report. ``setup`` builds the backend (a checkpoint loads once per worker) and the face models; with
+    several vLLM servers each worker starts at another one and turns through them input by input."""
+
+    backend: str
+    sampling: Any  # emoreason.face.evidence.Sampling
+    detector: str = "blazeface"
+    model: str | None = None
+    servers: tuple[str, ...] = ()
+    api_key: str | None = None
+    micro: bool = False
+    html_dir: Path | None = None
+
+    def setup(self, index: int = 0) -> None:
+        from emoreason.backends import get_backend
+        from emoreason.face.analyzer import FaceAnalyzer
+
+        servers = self.servers[index % len(self.servers):] + self.servers[: index % len(self.servers)] \
+            if self.servers else (None,)  # fmt: skip
+        self._backends = [get_backend(self.backend, model=self.model, server=s, api_key=self.api_key) for s in servers]
+        self._calls = 0
+        self._analyzer = FaceAnalyzer(fps=self.sampling.fps, max_frames=self.sampling.max_frames,
+                                      max_side=self.sampling.max_side, detector=self.detector)  # fmt: skip
+
+    def __call__(self, item: Item, key: str) -> dict[str, Any]:
+        from emoreason.face.evidence import collect
+
+        if not hasattr(self, "_backends"):
+            self.setup()
+        backend = self._backends[self._calls % len(self._backends)]
+        self._calls += 1
+        evidence = collect(item.path, span=item.span, sampling=backend.sampling(self.sampling), analyzer=self._analyzer)
+        report = backend.explain(evidence)
+        if self.micro:
+            from emoreason.explain import with_micro
+
+            report = with_micro(report, max_side=self.sampling.max_side)
+        row: dict[str, Any] = {"report": report.to_dict()}
+        if self.html_dir is not None:
+            from emoreason.viz.html import save_html
+
+            row["html"] = str(save_html(report, self.html_dir / html_name(item, key)))
+        return row
+
+    def __getstate__(self) -> dict:  # the loaded models stay with the worker that built them
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+@dataclass
+class AnalyzeWork:
+    """``analyze``'s work per input: the per-frame table, written as a CSV into ``out``."""
+
+    sampling: Any
+    out: Path
+    detector: str = "blazeface"
+
+    def setup(self, index: int = 0) -> None:
+        from emoreason.face.analyzer import FaceAnalyzer
+
+        self._analyzer = FaceAnalyzer(fps=self.sampling.fps, max_frames=self.sampling.max_frames,
+                                      max_side=self.sampling.max_side, detector=self.detector)  # fmt: skip
+
+    def __call__(self, item: Item, key: str) -> dict[str, Any]:
+        from emoreason.face.evidence import collect
+
+        if not hasattr(self, "_analyzer"):
+            self.setup()
+        analysis = collect(item.path, span=item.span, sampling=self.sampling, analyzer=self._analyzer).analysis
+        table = self.out / html_name(item, key).replace(".html", ".csv")
+        analysis.table.to_csv(table, index=False)
+        return {"table": table.name, "frames_analyzed": analysis.frames_analyzed,
+                "faces_found": analysis.faces_found}  # fmt: skip
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+__all__ = [
+    "AnalyzeWork",
+    "BatchResult",
+    "ExplainWork",
+    "Item",
+    "RowTask",
+    "expand_inputs",
+    "html_name",
+    "is_batch",
+    "item_key",
+    "run_batch",
+    "settings_of",
+]

@@ -39,6 +39,16 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_parallel(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("many inputs in parallel (Ray, the [scale] extra)")
+    group.add_argument("--workers", type=int, help="the most parallel workers (default: the machine's or the "
+                       "cluster's CPUs; 1: one after another in this process, without Ray)")  # fmt: skip
+    group.add_argument("--ray-address", help="join a running Ray cluster ('auto' or HOST:PORT; default: start Ray "
+                       "on this machine)")  # fmt: skip
+    group.add_argument("--timeout-s", type=float, default=None, help="an input's time limit in a worker, in seconds "
+                       "(default 1800; a hung input fails its own row and its worker is replaced)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emoreason", description="Explainable facial emotion reasoning.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -48,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     explain.add_argument("--no-audio", action="store_true", help="ignore the audio track")
     explain.add_argument("--model", help="an emoreason checkpoint directory (hf backend); default: FACS reasoner")
-    explain.add_argument("--server", help="URL of an `emoreason serve` server (vllm backend); --model then names a "
-                         "served model")  # fmt: skip
+    explain.add_argument("--server", action="append", help="URL of an `emoreason serve` server (vllm backend); "
+                         "--model then names a served model; repeat it to spread many inputs over several servers")  # fmt: skip
     explain.add_argument("--api-key", help="the server's API key (default: $EMOREASON_API_KEY)")
     explain.add_argument("--html", type=Path, help="also write a self-contained visual report to this HTML file")
     explain.add_argument("--out", type=Path, help="many inputs: one JSON line per input (the report, or an error "
@@ -59,12 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
                          "video's native frame rate (brief AU movements that return to rest)")  # fmt: skip
     explain.add_argument("--all-faces", action="store_true", help="text output: every tracked person, the main "
                          "face first (the JSON always has them under 'faces')")  # fmt: skip
+    _add_parallel(explain)
     analyze = sub.add_parser("analyze", help="per-frame table: time, face box, landmarks, AU intensities")
     _add_sampling(analyze)
     analyze.add_argument("--csv", type=Path, help="write the table to this CSV file ('-' for stdout)")
     analyze.add_argument("--plot", type=Path, help="write a static AU timeline figure (PNG) to this file")
     analyze.add_argument("--out", type=Path, help="many inputs: a CSV table per input in this folder, listed in "
                          "its index.jsonl (an error row for an unusable input); a rerun skips inputs already done")  # fmt: skip
+    _add_parallel(analyze)
     data = sub.add_parser("data", help="dataset adapters and statistics")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     build = data_sub.add_parser("build", help="read a corpus's annotation files into the sample schema (JSON lines)")
@@ -98,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", help="benchmark samples (.jsonl from `emoreason data build`)")
     ev.add_argument("--backend", default="rules", choices=BACKENDS, help="rules (default), hf, vllm")
     ev.add_argument("--model", help="checkpoint directory (hf backend) or served model name (vllm backend)")
-    ev.add_argument("--server", help="URL of an `emoreason serve` server (vllm backend)")
+    ev.add_argument("--server", action="append", help="URL of an `emoreason serve` server (vllm backend; repeat it "
+                    "to spread the samples over several servers)")  # fmt: skip
     ev.add_argument("--split", default=None, help="evaluate rows of this split ('all' for every row; default: the "
                     "corpus's published protocol, e.g. DFEW's five folds averaged)")  # fmt: skip
     ev.add_argument("--limit", type=int, help="evaluate at most this many samples")
@@ -108,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--config", type=Path, help="a suite YAML: several benchmarks, one summary")
     ev.add_argument("--out", type=Path, help="results folder (default results/) or, for 'report', the .md file")
     ev.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    _add_parallel(ev)
     train = sub.add_parser("train", help="train a checkpoint: `train sft|grpo|self-improve --config recipe.yaml "
                            "[overrides]`")  # fmt: skip
     train.add_argument("stage", choices=("sft", "grpo", "self-improve", "micro"), help="training stage (micro: the "
@@ -198,8 +212,11 @@ def run_explain(args: argparse.Namespace) -> int:
     args.path = args.paths[0]
     if args.html_dir is not None:
         raise UsageError("--html-dir goes with --out (many inputs); for one input use --html FILE")
+    if args.server and len(args.server) > 1:
+        raise UsageError("several --server URLs spread many inputs (with --out); one input takes one server")
+    server = args.server[0] if args.server else None
     sampling, span = _sampling(args, audio=not args.no_audio, key_frames=args.html is not None)
-    backend = get_backend(backend_name(args.model, args.server), model=args.model, server=args.server,
+    backend = get_backend(backend_name(args.model, server), model=args.model, server=server,
                           api_key=args.api_key)  # fmt: skip
     update, close = _progress(args.progress, "analysing")
     try:
@@ -248,18 +265,66 @@ def _batch_errors() -> tuple[type[BaseException], ...]:
     return (MediaError, SpanError, ServerError, DataError)
 
 
-def _batch_summary(result, out: Path) -> int:
-    print(f"{result.line()}; rows in {out}")
+def _batch_summary(result, out: Path, engine=None) -> int:
+    line = result.line()
+    if engine is not None and engine.name == "ray":
+        line += f" on {engine.workers} Ray worker{'s' if engine.workers != 1 else ''}"
+        if len(engine.per_node) > 1:
+            nodes = ", ".join(f"{node[:8]} {count}" for node, count in engine.per_node.most_common())
+            line += f" on {len(engine.per_node)} nodes (inputs per node: {nodes})"
+        if engine.replaced:
+            line += f" ({engine.replaced} replaced after a crash or a timeout)"
+    print(f"{line}; rows in {out}")
     if result.errors:
         print(f"warning: {result.errors} input{'s' if result.errors != 1 else ''} failed (their rows say why)")
     return 0
 
 
+def _engine(args: argparse.Namespace, items: int):
+    """The engine of a many-inputs command (:func:`emoreason.scale.make_engine`), its choice said on stderr."""
+    from emoreason.scale import DEFAULT_TIMEOUT_S, EngineError, make_engine
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.timeout_s is not None and args.timeout_s <= 0:
+        raise UsageError(f"--timeout-s must be > 0, got {args.timeout_s}")
+    timeout = DEFAULT_TIMEOUT_S if args.timeout_s is None else args.timeout_s
+    try:
+        engine = make_engine(args.workers, args.ray_address, timeout, items=items)
+    except EngineError as exc:
+        raise UsageError(str(exc)) from None
+    where = f"on {engine.workers} Ray worker{'s' if engine.workers != 1 else ''}" if engine.name == "ray" \
+        else "one after another in this process"  # fmt: skip
+    print(f"{items} input{'s' if items != 1 else ''} to do, {where}", file=sys.stderr)
+    return engine
+
+
+def _run_engine(args, items, work, out: Path, settings) -> int:
+    from emoreason.batch import run_batch
+    from emoreason.scale import EngineError
+
+    engines = []
+
+    def engine_for(left: int):
+        engines.append(_engine(args, left))
+        return engines[-1]
+
+    try:
+        result = run_batch(items, work, out, settings, progress=args.progress, expected_errors=_batch_errors(),
+                           engine_for=engine_for)  # fmt: skip
+    except EngineError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        for engine in engines:
+            engine.close()
+    return _batch_summary(result, out, result.engine)
+
+
 def run_explain_batch(args: argparse.Namespace) -> int:
-    """``explain PATH... --out reports.jsonl``: one row per input, resumable (:mod:`emoreason.batch`)."""
+    """``explain PATH... --out reports.jsonl``: one row per input, resumable (:mod:`emoreason.batch`), on Ray
+    workers when it is installed (:mod:`emoreason.scale`)."""
     from emoreason.backends import backend_name, get_backend
-    from emoreason.batch import expand_inputs, html_name, run_batch, settings_of
-    from emoreason.face.evidence import collect
+    from emoreason.batch import ExplainWork, expand_inputs, settings_of
 
     if args.out is None or args.out.suffix != ".jsonl":
         raise UsageError("several inputs, a folder or a dataset need --out FILE.jsonl (one JSON line per input)")
@@ -267,38 +332,26 @@ def run_explain_batch(args: argparse.Namespace) -> int:
         raise UsageError("--html writes one report; with --out use --html-dir DIR (a report per input)")
     sampling, span = _sampling(args, audio=not args.no_audio, key_frames=args.html_dir is not None)
     items = expand_inputs(args.paths, span)
-    name = backend_name(args.model, args.server)
-    backend = get_backend(name, model=args.model, server=args.server, api_key=args.api_key)
-    analyzer = _analyzer(args, sampling)
+    servers = tuple(args.server or ())
+    name = backend_name(args.model, servers[0] if servers else None)
+    if name != "hf":  # a checkpoint loads in the workers; the rest is checked here at once (a server is reachable)
+        for server in servers or (None,):
+            get_backend(name, model=args.model, server=server, api_key=args.api_key)
     if args.html_dir is not None:
         args.html_dir.mkdir(parents=True, exist_ok=True)
-    settings = settings_of(command="explain", backend=name, model=args.model, server=args.server, fps=args.fps,
+    settings = settings_of(command="explain", backend=name, model=args.model,
+                           server=servers[0] if len(servers) == 1 else list(servers) or None, fps=args.fps,
                            max_frames=args.max_frames, max_side=args.max_side, detector=args.detector,
                            audio=not args.no_audio, micro=args.micro)  # fmt: skip
-
-    def work(item, key: str) -> dict:
-        evidence = collect(item.path, span=item.span, sampling=backend.sampling(sampling), analyzer=analyzer)
-        report = backend.explain(evidence)
-        if args.micro:
-            from emoreason.explain import with_micro
-
-            report = with_micro(report, max_side=args.max_side)
-        row = {"report": report.to_dict()}
-        if args.html_dir is not None:
-            from emoreason.viz.html import save_html
-
-            row["html"] = str(save_html(report, args.html_dir / html_name(item, key)))
-        return row
-
-    print(f"{len(items)} input{'s' if len(items) != 1 else ''}, one after another in this process", file=sys.stderr)
-    result = run_batch(items, work, args.out, settings, progress=args.progress, expected_errors=_batch_errors())
-    return _batch_summary(result, args.out)
+    work = ExplainWork(name, sampling, detector=args.detector, model=args.model, servers=servers,
+                       api_key=args.api_key, micro=args.micro,
+                       html_dir=None if args.html_dir is None else args.html_dir.resolve())  # fmt: skip
+    return _run_engine(args, items, work, args.out, settings)
 
 
 def run_analyze_batch(args: argparse.Namespace) -> int:
     """``analyze PATH... --out DIR``: a CSV table per input and DIR/index.jsonl, resumable."""
-    from emoreason.batch import expand_inputs, html_name, run_batch, settings_of
-    from emoreason.face.evidence import collect
+    from emoreason.batch import AnalyzeWork, expand_inputs, settings_of
 
     if args.out is None:
         raise UsageError("several inputs, a folder or a dataset need --out DIR (a table per input)")
@@ -306,22 +359,11 @@ def run_analyze_batch(args: argparse.Namespace) -> int:
         raise UsageError("--csv and --plot are for one input; with --out each input's table goes into DIR")
     sampling, span = _sampling(args, audio=False)
     items = expand_inputs(args.paths, span)
-    analyzer = _analyzer(args, sampling)
     args.out.mkdir(parents=True, exist_ok=True)
     settings = settings_of(command="analyze", fps=args.fps, max_frames=args.max_frames, max_side=args.max_side,
                            detector=args.detector)  # fmt: skip
-
-    def work(item, key: str) -> dict:
-        analysis = collect(item.path, span=item.span, sampling=sampling, analyzer=analyzer).analysis
-        table = args.out / html_name(item, key).replace(".html", ".csv")
-        analysis.table.to_csv(table, index=False)
-        return {"table": table.name, "frames_analyzed": analysis.frames_analyzed,
-                "faces_found": analysis.faces_found}  # fmt: skip
-
-    print(f"{len(items)} input{'s' if len(items) != 1 else ''}, one after another in this process", file=sys.stderr)
-    index = args.out / "index.jsonl"
-    result = run_batch(items, work, index, settings, progress=args.progress, expected_errors=_batch_errors())
-    return _batch_summary(result, index)
+    work = AnalyzeWork(sampling, args.out.resolve(), detector=args.detector)
+    return _run_engine(args, items, work, args.out / "index.jsonl", settings)
 
 
 def run_analyze(args: argparse.Namespace) -> int:
@@ -420,10 +462,12 @@ def run_eval(args: argparse.Namespace) -> int:
     if not args.benchmark or not args.data:
         raise UsageError("eval needs --benchmark and --data (or --config SUITE.yaml, or 'report DIR')")
     from emoreason.evaluation.runner import EvalConfig, evaluate, run_dir
+    from emoreason.scale import EngineError
 
+    server = args.server[0] if args.server and len(args.server) == 1 else args.server
     try:
         config = EvalConfig(benchmark=args.benchmark, data=args.data, backend=args.backend, model=args.model,
-                            server=args.server,
+                            server=server,
                             split=args.split, limit=args.limit,
                             out=str(args.out or "results"), train_data=args.train_data,
                             micro_head=args.micro_head)  # fmt: skip
@@ -431,7 +475,9 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     update, close = _progress(args.progress, "evaluating")
     try:
-        results = evaluate(config, update)
+        results = evaluate(config, update, engine_for=lambda left: _engine(args, left))
+    except EngineError as exc:
+        raise UsageError(str(exc)) from None
     finally:
         close()
     emotion = results["metrics"]["emotion"] or {}

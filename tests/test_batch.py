@@ -98,9 +98,10 @@ def test_a_dataset_jsonl_gives_a_row_per_span(tmp_path, smile_video):
 
 
 def test_analyze_writes_a_table_per_input(folder, tmp_path):
-    out = tmp_path / "tables"
-    result = run("analyze", folder / "a_smile.mp4", folder / "c_corrupt.mp4", "--out", out)
+    out = tmp_path / "tables"  # --workers 1: the in-process path, in input order, no Ray
+    result = run("analyze", folder / "a_smile.mp4", folder / "c_corrupt.mp4", "--out", out, "--workers", "1")
     assert result.returncode == 0, result.stderr
+    assert "one after another in this process" in result.stderr and "Ray" not in result.stdout
     rows = _rows(out / "index.jsonl")
     assert [row["ok"] for row in rows] == [True, False]
     assert (out / rows[0]["table"]).read_text().startswith("frame,")

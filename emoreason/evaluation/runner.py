@@ -41,6 +41,7 @@ from emoreason.metrics import (
     hallucinated_aus,
     rate,
 )
+from emoreason.scale import Failure, SequentialEngine
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ class EvalConfig:
     fps: float = DEFAULT_ANALYSIS_FPS
     out: str = "results"
     train_data: str | None = None  # for the subject-independence check
-    server: str | None = None  # vllm backend: URL of an `emoreason serve` server (model = served name, optional)
+    # vllm backend: URL of an `emoreason serve` server (model = served name, optional), or a list of them: the
+    # samples are spread over them
+    server: str | list[str] | None = None
     # micro-expression corpora (CASME II: a frame folder a sample): the event's onset-apex flow, read by the FACS
     # prototypes, or by this head of `emoreason train micro` (micro_head.json)
     micro_head: str | None = None
@@ -92,7 +95,8 @@ def served_model(config: EvalConfig) -> dict:
     """The served model of a vllm run, with the checkpoint's fingerprint when its path is readable here."""
     from emoreason.backends.vllm import connect
 
-    info = connect(config.server, config.model).served_model()
+    server = config.server[0] if isinstance(config.server, list) else config.server
+    info = connect(server, config.model).served_model()
     checkpoint = info["root"] if info["parent"] is None else str(Path(info["root"] or "").parent)
     if checkpoint and (Path(checkpoint) / "config.json").is_file():
         info["checkpoint"] = model_fingerprint(checkpoint)
@@ -129,10 +133,13 @@ def _predict_event(sample: Sample, config: EvalConfig, row: dict) -> dict:
                           "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
 
 
-def _predict(sample: Sample, config: EvalConfig) -> dict:
-    """One sample through the backend -> a prediction row (never raises on bad media or answers)."""
+def _predict(sample: Sample, config: EvalConfig, analyzer=None, server: str | None = None) -> dict:
+    """One sample through the backend -> a prediction row (never raises on bad media or answers; raises
+    ServerError when the server is gone)."""
     from emoreason.explain import explain
 
+    if server is None:
+        server = config.server[0] if isinstance(config.server, list) else config.server
     row = {"id": sample.id, "subject": sample.subject, "label_space": sample.label_space, "gold_labels": sample.labels,
            "gold_emotion": sample.emotion, "gold_aus": sample.au_dict(), "error": None}  # fmt: skip
     if sample.media_type == "frames":
@@ -140,8 +147,8 @@ def _predict(sample: Sample, config: EvalConfig) -> dict:
     started = time.perf_counter()
     try:
         report = explain(sample.media, model=config.model, span=sample.span, fps=config.fps,
-                         use_audio=sample.media_type == "video", key_frames=False,
-                         server=config.server)  # fmt: skip
+                         use_audio=sample.media_type == "video", key_frames=False, analyzer=analyzer,
+                         server=server)  # fmt: skip
     except (MediaError, ServerError) as exc:
         if isinstance(exc, ServerError) and exc.status is None:
             raise  # the server is gone: stop here; finished samples are cached and a rerun resumes
@@ -161,8 +168,46 @@ def _predict(sample: Sample, config: EvalConfig) -> dict:
     }  # fmt: skip
 
 
-def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = None) -> dict:
+@dataclass
+class PredictTask:
+    """The engine's task of an evaluation (:mod:`emoreason.scale`): a sample -> its prediction row. Each worker
+    builds the face models once and, with several servers, starts at another one and turns through them."""
+
+    config: EvalConfig
+    fatal = (ServerError,)  # the server is gone: the run stops (what is done stays; a rerun resumes)
+
+    def setup(self, index: int = 0) -> None:
+        from emoreason.face.analyzer import FaceAnalyzer
+
+        self._analyzer = FaceAnalyzer(fps=self.config.fps)
+        servers = self.config.server if isinstance(self.config.server, list) else [self.config.server]
+        self._servers = servers[index % len(servers) :] + servers[: index % len(servers)]
+        self._calls = 0
+
+    def __call__(self, sample: Sample) -> dict:
+        if not hasattr(self, "_analyzer"):
+            self.setup()
+        server = self._servers[self._calls % len(self._servers)]
+        self._calls += 1
+        return _predict(sample, self.config, self._analyzer, server)
+
+    def __getstate__(self) -> dict:
+        return {"config": self.config}
+
+
+def _failed(sample: Sample, error: str) -> dict:
+    return {"id": sample.id, "subject": sample.subject, "label_space": sample.label_space,
+            "gold_labels": sample.labels, "gold_emotion": sample.emotion, "gold_aus": sample.au_dict(),
+            "pred_emotion": None, "confidence": None, "pred_aus": {}, "evidence_aus": {}, "valid": False,
+            "format_ok": False, "completion": None, "error": error, "seconds": 0.0}  # fmt: skip
+
+
+def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = None,
+             engine_for: Callable[[int], object] | None = None) -> dict:  # fmt: skip
     """Run (or resume) an evaluation; returns the results dict also written to ``results.json``.
+
+    ``engine_for(n)`` gives the engine (:mod:`emoreason.scale`) for the ``n`` samples left to score (default: one
+    after another in this process); the predictions, and so the scores, do not depend on it.
 
     Raises:
         EvaluationError: the benchmark names another corpus than the data's, or the file has no rows for the
@@ -177,13 +222,22 @@ def evaluate(config: EvalConfig, progress: Callable[[int, int], None] | None = N
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with ResumableWriter(folder / "predictions.jsonl") as writer:
-        for i, sample in enumerate(chosen):
-            if sample.id not in writer.done:
-                writer.write(_predict(sample, config))
-            if progress:
-                progress(i + 1, len(chosen))
-    wanted = {s.id for s in chosen}
-    predictions = [p for p in read_jsonl(folder / "predictions.jsonl") if p["id"] in wanted]
+        todo = list({s.id: s for s in chosen if s.id not in writer.done}.values())
+        if progress:
+            progress(len(chosen) - len(todo), len(chosen))
+        engine = engine_for(len(todo)) if engine_for is not None else SequentialEngine()
+        try:
+            for done, (index, row) in enumerate(engine.map(PredictTask(config), todo), len(chosen) - len(todo) + 1):
+                if isinstance(row, Failure):  # the worker crashed or hung on this sample
+                    row = _failed(todo[index], row.error)
+                writer.write(row)
+                if progress:
+                    progress(done, len(chosen))
+        finally:
+            engine.close()
+    order = {s.id: i for i, s in enumerate(chosen)}
+    predictions = sorted((p for p in read_jsonl(folder / "predictions.jsonl") if p["id"] in order),
+                         key=lambda p: order[p["id"]])  # fmt: skip
     scores = score_run(predictions, chosen, protocol)
     results = {
         "emoreason_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

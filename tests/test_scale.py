@@ -1,0 +1,184 @@
+"""The parallel engine (emoreason.scale) on real Ray: a crash, a hang or a killed worker fails or retries its own
+item only; evaluation through Ray predicts what the sequential run predicts; a two-node cluster (two `ray start`
+nodes on this machine) shares the work of `emoreason explain folder/`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from emoreason.scale import EngineError, Failure, RayEngine, SequentialEngine, make_engine
+
+from .scale_work import Probe
+
+ray = pytest.importorskip("ray", reason="the [scale] extra (Ray) is not installed")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """Ray on this machine, 2 CPUs; its workers import this tests package (PYTHONPATH)."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _run(engine, task, items) -> dict:
+    results = {}
+    for index, value in engine.map(task, items):
+        assert index not in results  # one value per item
+        results[index] = value
+    return results
+
+
+def test_a_crash_a_hang_and_an_exception_fail_their_own_items_only(local_ray):
+    engine = RayEngine(workers=2, timeout_s=8.0)
+    items = ["a", "abort", "b", "hang", "c", "raise", "d"]
+    results = _run(engine, Probe(), items)
+    assert sorted(results) == list(range(len(items)))
+    ok = {items[i]: v for i, v in results.items() if not isinstance(v, Failure)}
+    assert sorted(ok) == ["a", "b", "c", "d"]
+    assert "died on this input 2 times" in results[1].error  # retried once on a new worker, then failed
+    assert "timed out after 8 s" in results[3].error
+    assert results[5].error == "ValueError: a bad item"
+    assert engine.replaced == 3  # two crashes and the hang; the exception leaves its worker alive
+    assert len({v["pid"] for v in ok.values()}) >= 2
+
+
+def test_a_worker_killed_mid_item_is_replaced_and_the_item_retried(local_ray, tmp_path):
+    engine = RayEngine(workers=2, timeout_s=60.0)
+    killed: list[int] = []
+
+    def killer():
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            for mark in tmp_path.glob("victim-*.pid"):
+                killed.append(int(mark.read_text()))
+                os.kill(killed[0], signal.SIGKILL)
+                break
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    results = _run(engine, Probe(marks=str(tmp_path), slow_s=2.0), ["a", "victim", "b", "c"])
+    thread.join()
+    assert len(killed) == 1 and engine.replaced == 1
+    assert not any(isinstance(v, Failure) for v in results.values())
+    assert results[1]["item"] == "victim" and results[1]["pid"] != killed[0]  # the retry, on the new worker
+    assert len(list(tmp_path.glob("victim-*.pid"))) == 2
+
+
+def test_the_sequential_engine_and_the_choice_of_engine(local_ray, monkeypatch, capsys):
+    results = _run(SequentialEngine(), Probe(), ["a", "raise", "b"])
+    assert results[1] == Failure("ValueError: a bad item") and results[2]["item"] == "b"
+    assert make_engine(workers=1, items=10).name == "sequential"  # --workers 1: no Ray
+    assert make_engine(workers=None, items=1).name == "sequential"  # one input: no start-up to pay
+    monkeypatch.setattr("emoreason.scale.ray_available", lambda: False)
+    messages: list[str] = []
+    assert make_engine(items=5, say=messages.append).name == "sequential"
+    assert "emoreason[scale]" in messages[0]
+    with pytest.raises(EngineError, match="--ray-address needs Ray"):
+        make_engine(address="auto", items=5)
+    with pytest.raises(ValueError, match="workers"):
+        RayEngine(workers=0)
+
+
+def test_a_task_that_cannot_start_is_one_clear_error(local_ray):
+    class Broken:
+        def setup(self, index):
+            raise FileNotFoundError("no checkpoint at /nope")
+
+        def __call__(self, item):
+            return item
+
+    with pytest.raises(EngineError, match="no worker could start: .*no checkpoint at /nope"):
+        _run(RayEngine(workers=2), Broken(), ["a", "b"])
+
+
+def test_eval_through_ray_predicts_what_the_sequential_run_predicts(local_ray, tmp_path, smile_video,
+                                                                      smiling_photo, no_face_video):  # fmt: skip
+    from emoreason.data.build import build_dataset
+    from emoreason.data.jsonl import read_jsonl
+    from emoreason.data.schema import Sample
+    from emoreason.evaluation.runner import EvalConfig, evaluate, run_dir
+
+    rows = [Sample("toy", str(smile_video), labels=["happiness"], split="test", subject="a"),
+            Sample("toy", str(smiling_photo), "image", labels=["happiness"], split="test", subject="b",
+                   aus=[{"code": "AU12", "intensity": 4}]),
+            Sample("toy", str(no_face_video), labels=["neutral"], split="test", subject="c"),
+            Sample("toy", str(tmp_path / "missing.mp4"), labels=["sadness"], split="test", subject="c"),
+            Sample("toy", str(smile_video), labels=["happiness"], split="test", subject="d", start_s=0.5, end_s=2.0)]  # fmt: skip
+    toy = tmp_path / "toy.jsonl"
+    toy.write_text("".join(r.to_json() + "\n" for r in rows))
+    dfew = tmp_path / "dfew.jsonl"  # the adapter's fixture: annotation rows whose clips are not here
+    build_dataset("dfew", ROOT / "tests" / "fixtures" / "datasets" / "dfew", dfew)
+    for name, data in (("toy", toy), ("dfew", dfew)):
+        runs = {}
+        for engine in ("sequential", "ray"):
+            config = EvalConfig(name, str(data), split="all", out=str(tmp_path / engine))
+            make = None if engine == "sequential" else (lambda n: RayEngine(workers=2))
+            results = evaluate(config, engine_for=make)
+            predictions = {p["id"]: {k: v for k, v in p.items() if k != "seconds"}
+                           for p in read_jsonl(run_dir(config) / "predictions.jsonl")}  # fmt: skip
+            runs[engine] = (results, predictions)
+        (seq, seq_pred), (par, par_pred) = runs["sequential"], runs["ray"]
+        assert par_pred == seq_pred and len(seq_pred) == sum(1 for _ in read_jsonl(data))
+        assert par["metrics"] == seq["metrics"] and par["by_subject"] == seq["by_subject"]
+    assert seq_pred and all(p["error"] for p in seq_pred.values())  # dfew: every clip missing, every row says so
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.ray_cluster
+def test_two_nodes_share_a_folder(tmp_path, smile_video, no_face_video):
+    """Two Ray nodes on this machine (`ray start --head`, `ray start --address`, one CPU each): `emoreason explain
+    folder/ --ray-address` runs inputs on both."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(3):
+        shutil.copy(smile_video, clips / f"smile{i}.mp4")
+        with open(clips / f"smile{i}.mp4", "ab") as handle:  # other content, so each is its own row
+            handle.write(bytes([i]))
+    shutil.copy(no_face_video, clips / "no_face.mp4")
+    port = _free_port()
+    env = os.environ | {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    nodes = [subprocess.Popen([ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "1",
+                               "--include-dashboard", "false", "--block"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]  # fmt: skip
+    try:
+        time.sleep(8)
+        nodes.append(subprocess.Popen([ray_cli, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1",
+                                       "--block"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+        time.sleep(8)
+        out = tmp_path / "reports.jsonl"
+        result = subprocess.run([sys.executable, "-m", "emoreason.cli", "explain", str(clips), "--out", str(out),
+                                 "--ray-address", f"127.0.0.1:{port}"], capture_output=True, text=True, env=env,
+                                timeout=600)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "on 2 Ray workers on 2 nodes" in result.stdout, result.stdout
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert len(rows) == 4 and all(row["ok"] for row in rows)
+    finally:
+        for node in reversed(nodes):
+            node.send_signal(signal.SIGTERM)
+        for node in nodes:
+            try:
+                node.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                node.kill()
