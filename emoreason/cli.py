@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="evaluation .jsonl whose samples must never appear in the output (repeatable)",
     )
+    _add_parallel(synth)
     ev = sub.add_parser("eval", help="evaluate a backend on a benchmark file; 'eval report DIR' writes a report")
     ev.add_argument("report_args", nargs="*", help="'report RESULTS_DIR' to write a markdown report")
     ev.add_argument("--benchmark", help="benchmark name (for the results folder and published comparisons)")
@@ -438,7 +439,8 @@ def run_synth(args: argparse.Namespace) -> int:
         generator.check()
     excluded = {row["id"] for path in args.exclude for row in read_jsonl(path)}
     stats = synthesize(read_samples(args.inp), args.out, generator=generator, seed=args.seed,
-                       variants=args.variants, measure_media=args.measure_media, exclude_ids=excluded)  # fmt: skip
+                       variants=args.variants, measure_media=args.measure_media, exclude_ids=excluded,
+                       engine_for=lambda left: _engine(args, left))  # fmt: skip
     print(json.dumps(stats.to_dict()))
     return 0
 
@@ -527,7 +529,11 @@ def run_train(args: argparse.Namespace) -> int:
             from emoreason.train.self_improve import run_self_improve as run
     except ImportError as exc:
         raise ImportError(f"training needs the train extra: pip install 'emoreason[train]' ({exc})") from exc
-    print(f"trained checkpoint written to {run(args.recipe_args)}")
+    out = run(args.recipe_args)
+    if out.name == "final":
+        print(f"trained checkpoint written to {out}")
+    else:  # prepare_only
+        print(f"media cache prepared in {out}")
     return 0
 
 

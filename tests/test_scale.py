@@ -182,3 +182,37 @@ def test_two_nodes_share_a_folder(tmp_path, smile_video, no_face_video):
                 node.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 node.kill()
+
+
+def test_synth_measure_media_through_ray_writes_what_the_sequential_run_writes(local_ray, tmp_path, smile_video,
+                                                                                 no_face_video):  # fmt: skip
+    from emoreason.data.jsonl import read_jsonl
+    from emoreason.data.schema import Sample
+    from emoreason.data.synth import synthesize
+
+    samples = [Sample("toy", str(smile_video), labels=["happiness"], split="train", subject="a"),
+               Sample("toy", str(smile_video), labels=["happiness"], split="train", subject="a", start_s=0.5),
+               Sample("toy", str(no_face_video), labels=["neutral"], split="train", subject="b"),
+               Sample("toy", str(tmp_path / "missing.mp4"), labels=["sadness"], split="train", subject="c")]  # fmt: skip
+    written = {}
+    for name, make in (("sequential", None), ("ray", lambda n: RayEngine(workers=2))):
+        stats = synthesize(samples, tmp_path / f"{name}.jsonl", measure_media=True, engine_for=make)
+        written[name] = (stats.to_dict(), list(read_jsonl(tmp_path / f"{name}.jsonl")))
+    assert written["ray"] == written["sequential"]
+    assert written["ray"][0]["written"] == 2  # the two smiles: measured AU12 supports happiness
+
+
+def test_train_prepare_only_fills_the_media_cache_on_ray_workers(local_ray, toy, tmp_path, capsys):
+    from emoreason.cli import main
+
+    data, checkpoint, _root = toy
+    recipe = tmp_path / "sft.yaml"
+    cache = tmp_path / "cache"
+    recipe.write_text(f"model_path: {checkpoint}\ntrain_data: {data}\ncrops: frames\nevidence: false\n"
+                      f"use_audio: false\ncache_dir: {cache}\noutput_dir: {tmp_path / 'run'}\nmax_steps: 1\n"
+                      "use_cpu: true\nreport_to: none\nprepare_workers: 2\n")  # fmt: skip
+    assert main(["train", "sft", "--config", str(recipe), "--prepare-only"]) == 0
+    assert f"media cache prepared in {cache}" in capsys.readouterr().out
+    entries = list(cache.rglob("*.pt"))
+    assert len(entries) == sum(1 for line in data.read_text().splitlines() if '"train"' in line)
+    assert not (tmp_path / "run").exists()  # nothing trained

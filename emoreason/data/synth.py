@@ -86,8 +86,9 @@ def label_aus(sample: Sample) -> list[AUReport]:
     ]
 
 
-def measured_aus(sample: Sample) -> list[AUReport] | None:
-    """AUs measured on the sample's media by the face pipeline, or None when the media is unusable."""
+def measured_aus(sample: Sample, analyzer=None) -> list[AUReport] | None:
+    """AUs measured on the sample's media by the face pipeline (``analyzer``: a FaceAnalyzer to reuse), or None
+    when the media is unusable."""
     from emoreason.backends.rules import RulesBackend
     from emoreason.face.evidence import Sampling, collect
     from emoreason.io.errors import MediaError
@@ -95,7 +96,8 @@ def measured_aus(sample: Sample) -> list[AUReport] | None:
     if sample.media_type == "frames" or not Path(sample.media).is_file():
         return None
     try:  # the sample's span only (a CASME II onset-offset clip, a BP4D segment), not the whole file
-        report = RulesBackend().explain(collect(sample.media, span=sample.span, sampling=Sampling(audio=False)))
+        report = RulesBackend().explain(collect(sample.media, span=sample.span, sampling=Sampling(audio=False),
+                                                analyzer=analyzer))  # fmt: skip
     except MediaError:
         return None
     return report.aus if report.faces_found else None
@@ -128,6 +130,24 @@ def verify(completion: str, sample: Sample) -> str | None:
     return None
 
 
+class MeasureTask:
+    """The engine's task of ``measure_media`` (:mod:`emoreason.scale`): a sample -> its measured AUs (or None);
+    the face models load once per worker."""
+
+    def setup(self, index: int = 0) -> None:
+        from emoreason.face.analyzer import FaceAnalyzer
+
+        self._analyzer = FaceAnalyzer()
+
+    def __call__(self, sample: Sample) -> list[AUReport] | None:
+        if not hasattr(self, "_analyzer"):
+            self.setup()
+        return measured_aus(sample, self._analyzer)
+
+    def __getstate__(self) -> dict:
+        return {}
+
+
 def synthesize(
     samples: Iterable[Sample],
     out: str | Path,
@@ -136,18 +156,23 @@ def synthesize(
     variants: int = 1,
     measure_media: bool = False,
     exclude_ids: set[str] | None = None,
+    engine_for=None,
 ) -> SynthStats:
     """Write verified targets for ``samples`` to ``out`` (JSON lines, resumable).
 
     Args:
         generator: ``None`` for the FACS reasoner, or a :class:`~emoreason.data.teacher.Teacher`.
         variants: targets per sample (different phrasings or teacher samples); duplicates are dropped.
-        measure_media: for samples without AU labels, measure AUs on the media (slow: runs the face pipeline).
+        measure_media: for samples without AU labels, measure AUs on the media (slow: runs the face pipeline;
+            ``engine_for(n)`` gives the engine for the ``n`` samples to measure, :mod:`emoreason.scale`; default:
+            one after another in this process).
         exclude_ids: ids of evaluation samples that must never appear in the output.
     """
     stats = SynthStats()
     exclude_ids = exclude_ids or set()
+    samples = list(samples)
     with ResumableWriter(out) as writer:
+        measured = _measure(samples, writer.done, variants, exclude_ids, engine_for) if measure_media else {}
         for sample in samples:
             stats.read += 1
             if sample.split in EVAL_SPLITS or sample.id in exclude_ids:
@@ -157,7 +182,7 @@ def synthesize(
             if all(i in writer.done for i in ids):
                 stats.already_done += len(ids)
                 continue
-            evidence = label_aus(sample) or ((measured_aus(sample) or []) if measure_media else [])
+            evidence = label_aus(sample) or measured.get(sample.id) or []
             seen: set[str] = set()
             for k, row_id in enumerate(ids):
                 if row_id in writer.done:
@@ -180,6 +205,20 @@ def synthesize(
                 writer.write(row)
                 stats.written += 1
     return stats
+
+
+def _measure(samples: list[Sample], done: set[str], variants: int, exclude_ids: set[str], engine_for) -> dict:
+    """Measured AUs of the samples that need them (not done, not held out, no AU labels), by sample id."""
+    from emoreason.scale import Failure, SequentialEngine
+
+    todo = [s for s in samples if s.split not in EVAL_SPLITS and s.id not in exclude_ids and not label_aus(s)
+            and not all(f"{s.id}-v{k}" in done for k in range(variants))]  # fmt: skip
+    engine = engine_for(len(todo)) if engine_for is not None and todo else SequentialEngine()
+    try:
+        found = {todo[i].id: aus for i, aus in engine.map(MeasureTask(), todo) if not isinstance(aus, Failure)}
+    finally:
+        engine.close()
+    return {k: v for k, v in found.items() if v}
 
 
 def _generate(generator, sample: Sample, rng: random.Random, evidence, stats: SynthStats) -> str | None:

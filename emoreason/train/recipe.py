@@ -62,6 +62,11 @@ class TrainRecipe:
     target: str = field(default="facs", metadata={"help": "facs: the FACS reasoner's chain of thought; compact: "
                                                           "one line of AUs and the conclusion"})  # fmt: skip
     max_samples: int | None = None
+    prepare_workers: int = field(default=1, metadata={"help": "media cache preparation: 1 in this process as the "
+                                 "rows are read; N > 1: N Ray workers (the [scale] extra) before training starts"})  # fmt: skip
+    ray_address: str | None = field(default=None, metadata={"help": "prepare the media cache on this Ray cluster "
+                                    "('auto' or HOST:PORT; the cache_dir must be shared by its nodes)"})  # fmt: skip
+    prepare_only: bool = field(default=False, metadata={"help": "prepare the media cache, then stop (no training)"})
 
     def __post_init__(self) -> None:
         for name in ("model_path", "train_data"):
@@ -75,6 +80,8 @@ class TrainRecipe:
             raise RecipeError("freeze_language_model: an alignment stage trains no LoRA; set lora: false with it")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise RecipeError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.prepare_workers < 1:
+            raise RecipeError(f"prepare_workers must be >= 1, got {self.prepare_workers}")
         if self.fps <= 0 or self.lora_r < 1 or (self.max_samples is not None and self.max_samples < 1):
             raise RecipeError(f"fps, lora_r and max_samples must be positive: {self.fps}, {self.lora_r}, "
                               f"{self.max_samples}")  # fmt: skip

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ import torch
 
 from emoreason.data import DataError
 from emoreason.data.jsonl import read_samples
+from emoreason.data.schema import Sample
 from emoreason.train.data import MediaCache
 from emoreason.train.recipe import RecipeError, TrainRecipe
 
@@ -119,6 +122,62 @@ def load_processor_and_cache(recipe: TrainRecipe):
     return processor, MediaCache(recipe.cache_dir, processor, recipe.media_config())
 
 
+class PrepareTask:
+    """The engine's task of the media cache's preparation (:mod:`emoreason.scale`): a sample -> whether its media
+    are usable, its cache entry written by the worker (the processor and the face models load once per worker)."""
+
+    def __init__(self, model_path: str, cache_dir: str, media):
+        self.model_path, self.cache_dir, self.media = model_path, cache_dir, media
+
+    def setup(self, index: int = 0) -> None:
+        from emoreason.model.processor import EmoReasonProcessor
+
+        self._cache = MediaCache(self.cache_dir, EmoReasonProcessor.from_pretrained(self.model_path), self.media)
+
+    def __call__(self, sample: Sample) -> bool:
+        if not hasattr(self, "_cache"):
+            self.setup()
+        return self._cache.get(sample) is not None
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+def prepare_cache(recipe: TrainRecipe) -> dict:
+    """Fill the media cache of the recipe's rows that lack an entry, on ``prepare_workers`` Ray workers (or the
+    cluster at ``ray_address``); returns counts. With one worker nothing happens here: the rows are prepared as
+    :func:`load_rows` reads them. Skipped under a distributed launch (each process reads its rows as before)."""
+    from emoreason.scale import EngineError, Failure, make_engine
+
+    if (recipe.prepare_workers == 1 and recipe.ray_address is None) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return {}
+    from emoreason.model.processor import EmoReasonProcessor
+
+    cache = MediaCache(recipe.cache_dir, EmoReasonProcessor.from_pretrained(recipe.model_path), recipe.media_config())
+    todo = [s for s in read_samples(recipe.train_data) if (recipe.split is None or s.split == recipe.split)
+            and recipe.trainable(s) and not cache.path(s).is_file()]  # fmt: skip
+    if recipe.max_samples:
+        todo = todo[: recipe.max_samples * 2]  # what load_rows will read, with room for unusable media
+    counts = {"prepared": 0, "unusable": 0, "failed": 0}
+    if not todo:
+        return counts
+    try:
+        engine = make_engine(recipe.prepare_workers, recipe.ray_address, items=len(todo))
+    except EngineError as exc:
+        raise RecipeError(f"prepare_workers/ray_address: {exc}") from None
+    task = PrepareTask(recipe.model_path, recipe.cache_dir, recipe.media_config())
+    started = time.perf_counter()
+    try:
+        for _index, usable in engine.map(task, todo):
+            counts["failed" if isinstance(usable, Failure) else "prepared" if usable else "unusable"] += 1
+    finally:
+        engine.close()
+    logger.warning("media cache: %d samples prepared on %d %s workers in %.0f s (%d unusable, %d failed)",
+                   counts["prepared"], engine.workers, engine.name, time.perf_counter() - started,
+                   counts["unusable"], counts["failed"])  # fmt: skip
+    return counts
+
+
 def load_rows(recipe: TrainRecipe, cache: MediaCache) -> tuple[list[dict], dict]:
     """Rows of the recipe's split that its stage can train on (:meth:`TrainRecipe.trainable`) and whose media
     are usable, at most ``max_samples``; counts of what was skipped."""
@@ -213,6 +272,10 @@ def run_stage(recipe: TrainRecipe, args, stage: str, build_trainer: Callable, **
         The final emoreason checkpoint directory; rank 0 also writes ``training_data.json`` there (read by
         ``emoreason model-card``).
     """
+    prepare_cache(recipe)
+    if recipe.prepare_only:
+        logger.warning("prepare_only: the media cache is ready in %s; no training", recipe.cache_dir)
+        return Path(recipe.cache_dir)
     trainer, processor, skipped = build_trainer(recipe, args)
     trainer.train(resume_from_checkpoint=last_checkpoint(args.output_dir))
     final = save_final(trainer, processor, Path(args.output_dir) / "final")
