@@ -335,7 +335,13 @@ def run_explain_batch(args: argparse.Namespace) -> int:
     items = expand_inputs(args.paths, span)
     servers = tuple(args.server or ())
     name = backend_name(args.model, servers[0] if servers else None)
-    if name != "hf":  # a checkpoint loads in the workers; the rest is checked here at once (a server is reachable)
+    if name == "hf":  # the checkpoint loads in the workers; its files are checked here, before any start-up
+        from emoreason.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+
+        for part in (CONFIG_FILE, WEIGHTS_FILE):
+            if not (Path(args.model) / part).is_file():
+                raise UsageError(f"--model: {args.model} is not an emoreason checkpoint (no {part})")
+    else:  # checked here at once (a server is reachable, its model served)
         for server in servers or (None,):
             get_backend(name, model=args.model, server=server, api_key=args.api_key)
     if args.html_dir is not None:

@@ -216,3 +216,24 @@ def test_train_prepare_only_fills_the_media_cache_on_ray_workers(local_ray, toy,
     entries = list(cache.rglob("*.pt"))
     assert len(entries) == sum(1 for line in data.read_text().splitlines() if '"train"' in line)
     assert not (tmp_path / "run").exists()  # nothing trained
+
+
+def test_the_hf_backend_loads_its_checkpoint_once_per_worker(toy, tmp_path, smile_video):
+    """`explain folder/ --model CKPT` on 2 Ray workers: every row answered by the checkpoint (the tiny one)."""
+    _data, checkpoint, _root = toy
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(3):
+        (clips / f"c{i}.mp4").write_bytes(smile_video.read_bytes() + bytes([i]))
+    out = tmp_path / "reports.jsonl"
+    result = subprocess.run([sys.executable, "-m", "emoreason.cli", "explain", str(clips), "--out", str(out),
+                             "--model", str(checkpoint), "--workers", "2"], capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "on 2 Ray workers" in result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 and all(row["ok"] and row["report"]["backend"] == "hf" for row in rows), rows
+    missing = subprocess.run([sys.executable, "-m", "emoreason.cli", "explain", str(clips), "--out",
+                              str(tmp_path / "x.jsonl"), "--model", str(tmp_path / "nope"), "--workers", "2"],
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr

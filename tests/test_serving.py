@@ -332,6 +332,25 @@ def test_cli_explain_with_server(server, smile_video):
     assert report["backend"] == "vllm" and report["model"].endswith("(tiny-lora)")
 
 
+def test_many_inputs_spread_over_several_servers(server, smile_video, tmp_path):
+    """Two --server URLs (the one real server, by its IP and by its name): each Ray worker starts at another and
+    turns through them, so the rows name both."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(4):
+        (clips / f"c{i}.mp4").write_bytes(smile_video.read_bytes() + bytes([i]))  # other content: a row each
+    second = server["url"].replace("127.0.0.1", "localhost")
+    out = tmp_path / "reports.jsonl"
+    result = subprocess.run([sys.executable, "-m", "emoreason.cli", "explain", str(clips), "--out", str(out),
+                             "--server", server["url"], "--server", second, "--api-key", API_KEY, "--workers", "2"],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 and all(row["ok"] for row in rows), rows
+    used = {row["report"]["model"].split(" (")[0] for row in rows}
+    assert used == {server["url"] + "/v1", second + "/v1"}
+
+
 def test_eval_with_vllm_backend_records_the_served_model(server, smile_video, checkpoint, tmp_path):
     from emoreason.evaluation.runner import EvalConfig, evaluate
 
