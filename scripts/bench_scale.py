@@ -82,6 +82,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_nodes(port: int, count: int, env: dict, limit_s: float = 180.0) -> None:
+    """Until the cluster at ``port`` has ``count`` live nodes."""
+    probe = (f"import ray; ray.init(address='127.0.0.1:{port}', log_to_driver=False); "
+             "print(sum(n['Alive'] for n in ray.nodes()))")  # fmt: skip
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+        if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
+            return
+        time.sleep(2)
+    raise SystemExit(f"the Ray cluster did not reach {count} nodes in {limit_s:g} s")
+
+
 def two_nodes(folder: Path, out: Path) -> dict:
     """``emoreason explain folder --ray-address`` (a whole process, as a user runs it) on two `ray start` nodes."""
     port = free_port()
@@ -91,10 +104,10 @@ def two_nodes(folder: Path, out: Path) -> dict:
     nodes = [subprocess.Popen([ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "1",
                                "--include-dashboard", "false", "--block"], **quiet)]  # fmt: skip
     try:
-        time.sleep(8)
+        wait_for_nodes(port, 1, env)
         nodes.append(subprocess.Popen([ray_cli, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1",
                                        "--block"], **quiet))  # fmt: skip
-        time.sleep(8)
+        wait_for_nodes(port, 2, env)
         started = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "emoreason.cli", "explain", str(folder), "--out", str(out),
                                  "--ray-address", f"127.0.0.1:{port}"], capture_output=True, text=True, env=env,

@@ -144,6 +144,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_for_nodes(port: int, count: int, env: dict, limit_s: float = 180.0) -> None:
+    """Until the cluster at ``port`` has ``count`` live nodes (a loaded machine starts a node in 5-30 s)."""
+    probe = (f"import ray; ray.init(address='127.0.0.1:{port}', log_to_driver=False); "
+             "print(sum(n['Alive'] for n in ray.nodes()))")  # fmt: skip
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+        if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
+            return
+        time.sleep(2)
+    pytest.fail(f"the Ray cluster did not reach {count} nodes in {limit_s:g} s")
+
+
 @pytest.mark.ray_cluster
 def test_two_nodes_share_a_folder(tmp_path, smile_video, no_face_video):
     """Two Ray nodes on this machine (`ray start --head`, `ray start --address`, one CPU each): `emoreason explain
@@ -162,10 +175,10 @@ def test_two_nodes_share_a_folder(tmp_path, smile_video, no_face_video):
                                "--include-dashboard", "false", "--block"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)]  # fmt: skip
     try:
-        time.sleep(8)
+        _wait_for_nodes(port, 1, env)
         nodes.append(subprocess.Popen([ray_cli, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1",
                                        "--block"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
-        time.sleep(8)
+        _wait_for_nodes(port, 2, env)
         out = tmp_path / "reports.jsonl"
         result = subprocess.run([sys.executable, "-m", "emoreason.cli", "explain", str(clips), "--out", str(out),
                                  "--ray-address", f"127.0.0.1:{port}"], capture_output=True, text=True, env=env,
