@@ -22,13 +22,16 @@ on this machine with its cores; ``"auto"`` or ``"host:6379"`` joins a running cl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -52,6 +55,30 @@ def ray_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("ray") is not None
+
+
+def ray_is_initialized() -> bool:
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A ``host:port`` address must answer at once: ``ray.init`` would otherwise retry a dead address for ever."""
+    if address == "auto":  # what Ray itself would join: $RAY_ADDRESS, else the last `ray start` on this machine
+        latest = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        address = os.environ.get("RAY_ADDRESS") or (latest.read_text().strip() if latest.is_file() else "")
+        if not address:
+            raise EngineError("--ray-address auto: no Ray cluster was started on this machine (`ray start --head`)")
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return
+    import socket
+
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise EngineError(f"nothing answers at {address} ({exc.strerror or exc}): is `ray start --head` running "
+                          "there?") from None  # fmt: skip
 
 
 def _has_token() -> bool:
@@ -142,6 +169,8 @@ class RayEngine:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0 or None, got {timeout_s}")
+        if address is not None and not ray_is_initialized():
+            _check_reachable(address)
         if address is not None and "RAY_AUTH_MODE" not in os.environ and _has_token() and "ray" not in sys.modules:
             os.environ["RAY_AUTH_MODE"] = "token"  # a `ray start` cluster asks for the token this machine holds
         try:
@@ -225,12 +254,13 @@ class RayEngine:
                         deaths[index] += 1
                         self.replaced += 1
                         logger.warning("a worker died on item %d (%s); replacing it", index, _one_line(exc)[:200])
-                        start()
+                        if deaths[index] <= self.retries:
+                            pending.appendleft(index)
+                        if pending:  # a replacement only where there is work left for it
+                            start()
                         if deaths[index] > self.retries:
                             yield index, Failure(f"the worker died on this input {deaths[index]} times "
                                                  "(a crash in decoding or analysis)")  # fmt: skip
-                        else:
-                            pending.appendleft(index)
                         continue
                     except RayTaskError as exc:  # a fatal error of the task (a server gone): the run stops
                         cause = getattr(exc, "cause", None)
@@ -247,7 +277,8 @@ class RayEngine:
                             del busy[ref]
                             ray.kill(actor, no_restart=True)
                             self.replaced += 1
-                            start()
+                            if pending:
+                                start()
                             yield index, Failure(f"timed out after {self.timeout_s:g} s (the worker was replaced)")
         finally:
             for actor, *_rest in [*starting.values(), *busy.values()]:
@@ -261,6 +292,58 @@ class RayEngine:
     def close(self) -> None:
         if self._owns and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+@contextlib.contextmanager
+def local_cluster(nodes: int = 2, cpus: int = 1, limit_s: float = 180.0) -> Iterator[tuple[str, dict]]:
+    """A Ray cluster of ``nodes`` nodes on this machine (``ray start --head``, then ``ray start --address`` for the
+    others, ``cpus`` CPUs each, token auth off), for trying ``--ray-address`` and for tests and benchmarks. Yields
+    ``(address, env)`` once every node is up (``env``: the environment its clients need); stops the nodes after.
+    Raises EngineError when Ray is missing or the nodes do not come up within ``limit_s``."""
+    import socket
+    import subprocess
+
+    if not ray_available():
+        raise EngineError(f"Ray is not installed: {RAY_HINT}")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    env = os.environ | {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    started = [subprocess.Popen([ray_cli, "start", "--head", "--port", str(port), "--num-cpus", str(cpus),
+                                 "--include-dashboard", "false", "--block"], **quiet)]  # fmt: skip
+    try:
+        _wait_for_nodes(address, 1, env, limit_s)
+        for _ in range(nodes - 1):
+            started.append(subprocess.Popen([ray_cli, "start", "--address", address, "--num-cpus", str(cpus),
+                                             "--block"], **quiet))  # fmt: skip
+        _wait_for_nodes(address, nodes, env, limit_s)
+        yield address, env
+    finally:
+        for process in reversed(started):
+            process.terminate()  # `ray start --block` stops its node's processes on SIGTERM
+        for process in started:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_for_nodes(address: str, count: int, env: dict, limit_s: float) -> None:
+    """Until the cluster at ``address`` has ``count`` live nodes (a loaded machine starts a node in 5-30 s)."""
+    import subprocess
+
+    probe = (f"import ray; ray.init(address='{address}', log_to_driver=False); "
+             "print(sum(n['Alive'] for n in ray.nodes()))")  # fmt: skip
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+        if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
+            return
+        time.sleep(2)
+    raise EngineError(f"the local Ray cluster did not reach {count} nodes in {limit_s:g} s")
 
 
 def make_engine(workers: int | None = None, address: str | None = None, timeout_s: float | None = DEFAULT_TIMEOUT_S,
@@ -279,5 +362,5 @@ def make_engine(workers: int | None = None, address: str | None = None, timeout_
     return RayEngine(address=address, workers=workers, timeout_s=timeout_s)
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "EngineError", "Failure", "RayEngine", "SequentialEngine", "make_engine",
+__all__ = ["DEFAULT_TIMEOUT_S", "EngineError", "Failure", "RayEngine", "SequentialEngine", "local_cluster", "make_engine",
            "ray_available"]  # fmt: skip

@@ -24,8 +24,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +32,7 @@ from pathlib import Path
 
 from emoreason.batch import ExplainWork, expand_inputs, run_batch, settings_of
 from emoreason.face.evidence import Sampling
-from emoreason.scale import RayEngine, SequentialEngine
+from emoreason.scale import RayEngine, SequentialEngine, local_cluster
 
 
 class Nothing:
@@ -76,59 +74,21 @@ def overhead(engine, count: int = 200) -> float:
     return (time.perf_counter() - started) / count
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_nodes(port: int, count: int, env: dict, limit_s: float = 180.0) -> None:
-    """Until the cluster at ``port`` has ``count`` live nodes."""
-    probe = (f"import ray; ray.init(address='127.0.0.1:{port}', log_to_driver=False); "
-             "print(sum(n['Alive'] for n in ray.nodes()))")  # fmt: skip
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
-        if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
-            return
-        time.sleep(2)
-    raise SystemExit(f"the Ray cluster did not reach {count} nodes in {limit_s:g} s")
-
-
 def two_nodes(folder: Path, out: Path) -> dict:
     """``emoreason explain folder --ray-address`` (a whole process, as a user runs it) on two `ray start` nodes."""
-    port = free_port()
-    ray_cli = str(Path(sys.executable).with_name("ray"))
-    env = os.environ | {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
-    nodes = [subprocess.Popen([ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "1",
-                               "--include-dashboard", "false", "--block"], **quiet)]  # fmt: skip
-    try:
-        wait_for_nodes(port, 1, env)
-        nodes.append(subprocess.Popen([ray_cli, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1",
-                                       "--block"], **quiet))  # fmt: skip
-        wait_for_nodes(port, 2, env)
+    with local_cluster(nodes=2, cpus=1) as (address, env):
         started = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "emoreason.cli", "explain", str(folder), "--out", str(out),
-                                 "--ray-address", f"127.0.0.1:{port}"], capture_output=True, text=True, env=env,
+                                 "--ray-address", address], capture_output=True, text=True, env=env,
                                 timeout=1800)  # fmt: skip
         wall = time.perf_counter() - started
-        line = result.stdout.strip().splitlines()[0] if result.stdout.strip() else result.stderr[-500:]
-        match = re.search(r"inputs per node: ([^)]*)\)", line)
-        per_node = dict((n, int(c)) for n, c in (p.split() for p in match.group(1).split(", "))) if match else {}
-        rows = [json.loads(x) for x in out.read_text().splitlines()] if out.exists() else []
-        return {"returncode": result.returncode, "summary": line, "clips": len(rows),
-                "ok": sum(r["ok"] for r in rows), "wall_s": round(wall, 2),
-                "items_per_s_whole_process": round(len(rows) / wall, 4), "per_node": per_node,
-                "nodes_that_worked": sum(1 for c in per_node.values() if c > 0)}  # fmt: skip
-    finally:
-        for node in reversed(nodes):
-            node.send_signal(signal.SIGTERM)
-        for node in nodes:
-            try:
-                node.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                node.kill()
+    line = result.stdout.strip().splitlines()[0] if result.stdout.strip() else result.stderr[-500:]
+    match = re.search(r"inputs per node: ([^)]*)\)", line)
+    per_node = dict((n, int(c)) for n, c in (p.split() for p in match.group(1).split(", "))) if match else {}
+    rows = [json.loads(x) for x in out.read_text().splitlines()] if out.exists() else []
+    return {"returncode": result.returncode, "summary": line, "clips": len(rows), "ok": sum(r["ok"] for r in rows),
+            "wall_s": round(wall, 2), "items_per_s_whole_process": round(len(rows) / wall, 4), "per_node": per_node,
+            "nodes_that_worked": sum(1 for c in per_node.values() if c > 0)}  # fmt: skip
 
 
 def clips(folder: Path, count: int, seconds: float, fps: float, size: int) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from emoreason.scale import EngineError, Failure, RayEngine, SequentialEngine, make_engine
+from emoreason.scale import EngineError, Failure, RayEngine, SequentialEngine, local_cluster, make_engine
 
 from .scale_work import Probe
 
@@ -138,25 +138,6 @@ def test_eval_through_ray_predicts_what_the_sequential_run_predicts(local_ray, t
     assert seq_pred and all(p["error"] for p in seq_pred.values())  # dfew: every clip missing, every row says so
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_nodes(port: int, count: int, env: dict, limit_s: float = 180.0) -> None:
-    """Until the cluster at ``port`` has ``count`` live nodes (a loaded machine starts a node in 5-30 s)."""
-    probe = (f"import ray; ray.init(address='127.0.0.1:{port}', log_to_driver=False); "
-             "print(sum(n['Alive'] for n in ray.nodes()))")  # fmt: skip
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
-        if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
-            return
-        time.sleep(2)
-    pytest.fail(f"the Ray cluster did not reach {count} nodes in {limit_s:g} s")
-
-
 @pytest.mark.ray_cluster
 def test_two_nodes_share_a_folder(tmp_path, smile_video, no_face_video):
     """Two Ray nodes on this machine (`ray start --head`, `ray start --address`, one CPU each): `emoreason explain
@@ -168,33 +149,27 @@ def test_two_nodes_share_a_folder(tmp_path, smile_video, no_face_video):
         with open(clips / f"smile{i}.mp4", "ab") as handle:  # other content, so each is its own row
             handle.write(bytes([i]))
     shutil.copy(no_face_video, clips / "no_face.mp4")
-    port = _free_port()
-    env = os.environ | {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    ray_cli = str(Path(sys.executable).with_name("ray"))
-    nodes = [subprocess.Popen([ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "1",
-                               "--include-dashboard", "false", "--block"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)]  # fmt: skip
-    try:
-        _wait_for_nodes(port, 1, env)
-        nodes.append(subprocess.Popen([ray_cli, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1",
-                                       "--block"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
-        _wait_for_nodes(port, 2, env)
+    with local_cluster(nodes=2, cpus=1) as (address, env):
         out = tmp_path / "reports.jsonl"
         result = subprocess.run([sys.executable, "-m", "emoreason.cli", "explain", str(clips), "--out", str(out),
-                                 "--ray-address", f"127.0.0.1:{port}"], capture_output=True, text=True, env=env,
+                                 "--ray-address", address], capture_output=True, text=True, env=env,
                                 timeout=600)  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        assert "on 2 Ray workers on 2 nodes" in result.stdout, result.stdout
-        rows = [json.loads(line) for line in out.read_text().splitlines()]
-        assert len(rows) == 4 and all(row["ok"] for row in rows)
-    finally:
-        for node in reversed(nodes):
-            node.send_signal(signal.SIGTERM)
-        for node in nodes:
-            try:
-                node.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                node.kill()
+    assert result.returncode == 0, result.stderr
+    assert "on 2 Ray workers on 2 nodes" in result.stdout, result.stdout
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 and all(row["ok"] for row in rows)
+
+
+def test_a_cluster_address_that_does_not_answer_is_one_line_at_once(tmp_path, smile_video):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "emoreason.cli", "explain", str(smile_video), str(smile_video),
+                             "--out", str(tmp_path / "r.jsonl"), "--ray-address", f"127.0.0.1:{port}"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2 and "nothing answers at 127.0.0.1" in result.stderr
+    assert "Traceback" not in result.stderr and time.monotonic() - started < 60  # Ray alone would retry for ever
 
 
 def test_synth_measure_media_through_ray_writes_what_the_sequential_run_writes(local_ray, tmp_path, smile_video,

@@ -151,9 +151,7 @@ def prepare_cache(recipe: TrainRecipe) -> dict:
 
     if (recipe.prepare_workers == 1 and recipe.ray_address is None) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return {}
-    from emoreason.model.processor import EmoReasonProcessor
-
-    cache = MediaCache(recipe.cache_dir, EmoReasonProcessor.from_pretrained(recipe.model_path), recipe.media_config())
+    cache = MediaCache(recipe.cache_dir, None, recipe.media_config())  # only its paths here: no processor to load
     todo = [s for s in read_samples(recipe.train_data) if (recipe.split is None or s.split == recipe.split)
             and recipe.trainable(s) and not cache.path(s).is_file()]  # fmt: skip
     if recipe.max_samples:
