@@ -9,7 +9,8 @@ to 4 px and 4 degrees, the light by +-15%), the landmarks found by the default p
 points, normalised as the analyzer does) and measured (`emoreason.face.geometry`) against the unmoved photo. Per
 AU in FITTED, a ridge regression from the mouth measurements' changes to the applied intensity / 5 is fitted on the
 fit person's frames. Reported per AU and person: F1 of presence (intensity >= 1, i.e. A or more) and the mean
-absolute intensity error, for the hand-set rules (`emoreason.face.aus.AU_RULES`) and the fitted ones, on the same
+absolute intensity error, recall, and the rate of false presence where the AU was not applied (also among
+frames with a dropped jaw), for the hand-set rules (`emoreason.face.aus.AU_RULES`) and the fitted ones, on the same
 frames. The fitted weights are printed in AU_RULES's units (weights on the changes, with the rule's dead zone and
 full scale) for `emoreason/face/aus.py`.
 """
@@ -97,11 +98,17 @@ def main() -> None:
             truth = labels[:, label] >= 1.0
             hand = hand_rules(changes)[:, AU_CODES.index(code)]
             fitted = np.clip(5.0 * (changes[:, columns] @ weights) - 5.0 * rule.dead / (rule.full - rule.dead), 0, 5)
+            jaw_only = ~truth & (labels[:, MOUTH_AUS.index("AU26")] >= 2.0)  # a dropped jaw, this AU not applied
             entry[person] = {
                 "hand_f1": round(presence_f1(truth, hand >= 1.0), 3), "fitted_f1": round(presence_f1(truth, fitted >= 1.0), 3),
                 "hand_mae": round(float(np.abs(hand - labels[:, label]).mean()), 3),
                 "fitted_mae": round(float(np.abs(fitted - labels[:, label]).mean()), 3),
-                "present": int(truth.sum()),
+                "hand_recall": round(float((hand[truth] >= 1.0).mean()), 3),
+                "fitted_recall": round(float((fitted[truth] >= 1.0).mean()), 3),
+                "hand_false_rate": round(float((hand[~truth] >= 1.0).mean()), 3),
+                "fitted_false_rate": round(float((fitted[~truth] >= 1.0).mean()), 3),
+                "fitted_false_rate_jaw_dropped": round(float((fitted[jaw_only] >= 1.0).mean()), 3),
+                "present": int(truth.sum()), "jaw_dropped_absent": int(jaw_only.sum()),
             }  # fmt: skip
         out["aus"][code] = entry
         print(code, {p: entry[p] for p in data}, "\n   rule weights:", entry["rule_weights"], flush=True)
