@@ -126,6 +126,12 @@ FACS_CASES = [
     (answer("happiness", {"AU6": 3, "AU12": 3}), {}, 1.0),
     # No AUs and a neutral conclusion agree.
     (answer("neutral"), {}, 1.0),
+    # ... but not on a clip that shows AUs: consistency is paid to grounded answers only (no free reward for a
+    # content-free answer); where the clip shows none, claiming none is grounded.
+    (answer("neutral"), {"aus": gold(AU12=3.0)}, 0.0),
+    (answer("neutral"), {"aus": gold(AU12=0.0)}, 1.0),
+    (SMILE, {"aus": gold(AU12=3.0)}, 1.0),
+    (answer("happiness", {"AU6": 3, "AU12": 3}), {"aus": gold(AU1=3.0, AU2=3.0)}, 0.0),
     # No emotion recovered: not applicable.
     ("<think>AU6+12</think>", {}, None),
     # An emotion without a FACS prototype: not applicable.

@@ -77,6 +77,29 @@ def test_killed_round_resumes_without_duplicates(toy, tmp_path, monkeypatch):
     assert [r["id"] for r in read_jsonl(out)] == ids
 
 
+def test_hard_clips_round_samples_and_retrains_on_the_clips_the_model_is_least_sure_of(toy, tmp_path, monkeypatch):
+    """The real model picks the clips (one teacher-forced pass); only those are sampled, the retraining data is
+    their rows and kept answers, and a rerun picks the same clips without ranking again."""
+    from emoreason.train import grpo
+
+    fake = FakeModel()
+    monkeypatch.setattr(rollout, "generate", fake)
+    ranked = []
+    real = grpo.hardest
+    monkeypatch.setattr(grpo, "hardest", lambda *a, **k: ranked.append(1) or real(*a, **k))
+    args = trl.SFTConfig(output_dir=str(tmp_path / "run"), seed=0, use_cpu=True, bf16=False)
+    manifest = run_round(_recipe(toy, hard_clips=2), args)
+    chosen = [r["id"] for r in read_jsonl(tmp_path / "run" / "data" / "round1_hard_clips.jsonl")]
+    train_ids = {r["id"] for r in read_jsonl(toy[0]) if r["split"] == "train"}
+    assert len(chosen) == 2 and set(chosen) <= train_ids and sorted(set(fake.clips)) == sorted(chosen)
+    merged = list(read_jsonl(manifest["out"]["path"]))
+    assert manifest["sampling"]["clips"] == 2 and manifest["added"] == 2 and len(merged) == 4
+    assert {r.get("provenance", {}).get("source_id", r["id"]) for r in merged} == set(chosen)
+    assert run_round(_recipe(toy, hard_clips=2), args)["sampling"]["already_done"] == 2 and len(ranked) == 1
+    with pytest.raises(RecipeError, match="hard_clips"):
+        _recipe(toy, hard_clips=-1)
+
+
 def test_real_model_samples_are_scored(toy, tmp_path):
     counts = sample_candidates(_recipe(toy, max_samples=2), tmp_path / "c.jsonl")
     rows = list(read_jsonl(tmp_path / "c.jsonl"))

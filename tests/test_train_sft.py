@@ -135,6 +135,27 @@ def test_rollouts_are_scored_by_the_rewards(toy, tmp_path):
     assert set(scores) == {"format", "emotion", "au_f1"} and 0.0 <= scores["format"] <= 1.0
 
 
+def test_held_out_scores_are_kept_per_clip_for_a_paired_comparison(toy):
+    from emoreason.train.data import MediaConfig
+    from emoreason.train.rollout import evaluate, paired_difference
+
+    data, checkpoint, root = toy
+    test = [s for s in read_samples(data) if s.split == "test"][:3]
+    weights = {"format": 0.5, "emotion": 1.0, "au_f1": 1.0}
+    scored = evaluate(str(checkpoint), test, str(root / "cache"), MediaConfig(crops="frames", evidence=False,
+                      use_audio=False), weights, max_new_tokens=8, batch_size=2)  # fmt: skip
+    assert [c["id"] for c in scored["clips"]] == [s.id for s in test]
+    assert {"reward", *weights} <= set(scored["clips"][0])
+    assert abs(sum(c["reward"] for c in scored["clips"]) / 3 - scored["reward"]) < 1e-3
+    same = paired_difference(scored["clips"], scored["clips"])
+    assert same["mean"] == 0 and same["ci95"] == [0, 0] and same["n"] == 3
+    better = [c | {"reward": c["reward"] + (0.3 if i == 0 else 0.0)} for i, c in enumerate(scored["clips"])]
+    moved = paired_difference(scored["clips"], better)
+    assert abs(moved["mean"] - 0.1) < 1e-9 and moved["better"] == 1 and moved["worse"] == 0
+    assert 0 <= moved["ci95"][0] <= moved["ci95"][1] <= 0.3 + 1e-9
+    assert paired_difference(scored["clips"], [{"id": "another clip", "reward": 1.0}]) is None
+
+
 def test_recipe_errors_name_the_field(toy, tmp_path):
     with pytest.raises(RecipeError, match="train_data"):
         SFTRecipe(model_path=str(toy[1]), train_data=str(tmp_path / "missing.jsonl"))

@@ -88,9 +88,22 @@ def au_f1_reward(completions, aus, **kwargs) -> list[float | None]:
     return [au_f1(p, _au_dict(g)) for (p, _), g in zip(_parse(completions, None), gold)]
 
 
-def facs_consistency_reward(completions, label_space=None, **kwargs) -> list[float | None]:
-    """:func:`~emoreason.metrics.facs_consistent`: do the cited and claimed AUs support the concluded emotion?"""
-    return [facs_consistent(p, s) for p, s in _parse(completions, label_space)]
+def facs_consistency_reward(completions, label_space=None, aus=None, **kwargs) -> list[float | None]:
+    """:func:`~emoreason.metrics.facs_consistent`: do the cited and claimed AUs support the concluded emotion?
+
+    Grounded where the gold ``aus`` are given: consistency is paid only to an answer that gets at least one of the
+    clip's AUs right (AU F1 > 0; where the clip shows none, one that claims none). Otherwise "neutral, no AUs" is
+    consistent on every clip: from a weak SFT start GRPO and self-improvement collapsed onto it (the learning
+    proof's v7 run, BENCHMARKS.md)."""
+    gold = _column(aus, len(completions), "aus") if aus is not None else [None] * len(completions)
+    rewards: list[float | None] = []
+    for (pred, space), row in zip(_parse(completions, label_space), gold):
+        score = facs_consistent(pred, space)
+        if score and row:
+            f1 = au_f1(pred, _au_dict(row))
+            score = score if f1 is None or f1 > 0 else 0.0
+        rewards.append(score)
+    return rewards
 
 
 def faithfulness_reward(completions, evidence_aus=None, **kwargs) -> list[float | None]:

@@ -70,8 +70,10 @@ def evaluate(model_path: str, samples: list[Sample], cache_dir: str, media: Medi
              weights: dict[str, float], max_new_tokens: int = 256, batch_size: int = 32,
              examples: int = 2) -> dict:  # fmt: skip
     """Greedy answers of a checkpoint on ``samples`` (in bf16 where the hardware has it, with the KV cache): each
-    reward's mean, the mean weighted total reward (:func:`~emoreason.train.rewards.total_reward`), the share of answers cut at ``max_new_tokens``, the time and
-    the first ``examples`` answers verbatim."""
+    reward's mean, the mean weighted total reward (:func:`~emoreason.train.rewards.total_reward`), the share of
+    answers cut at ``max_new_tokens``, the time, the first ``examples`` answers verbatim, and ``clips``: each
+    clip's id, total reward and every reward, so that two checkpoints scored on the same clips can be compared
+    clip by clip (:func:`paired_difference`)."""
     import time
 
     from emoreason.model.checkpoint import load_checkpoint
@@ -86,7 +88,31 @@ def evaluate(model_path: str, samples: list[Sample], cache_dir: str, media: Medi
                 "aus": [a.__dict__ for a in r.sample.aus]} for r in rollouts]  # fmt: skip
     totals = [total_reward(r.completion, row, weights) for r, row in zip(rollouts, columns)]
     unfinished = [ANSWER_CLOSE not in r.completion for r in rollouts]
+    per_reward = {name: REWARDS[name]([r.completion for r in rollouts], **{key: [row[key] for row in columns]
+                                                                           for key in columns[0]})
+                  for name in weights} if rollouts else {}  # fmt: skip
+    clips = [{"id": r.sample.id, "reward": round(total, 4)} | {name: values[i] for name, values in per_reward.items()}
+             for i, (r, total) in enumerate(zip(rollouts, totals))]  # fmt: skip
     return score(rollouts, tuple(weights)) | {
         "reward": rate(totals), "unfinished": rate(unfinished), "n": len(rollouts),
         "seconds": time.perf_counter() - start, "examples": [r.completion for r in rollouts[:examples]],
+        "clips": clips,
     }  # fmt: skip
+
+
+def paired_difference(before: list[dict], after: list[dict], key: str = "reward", resamples: int = 2000,
+                      seed: int = 0) -> dict | None:  # fmt: skip
+    """``after`` minus ``before`` on the clips both scored (``clips`` rows of :func:`evaluate`): the mean
+    difference of ``key`` and its 95% paired bootstrap interval (clips resampled with replacement, the same
+    clips on both sides, so the spread of the clips' difficulty cancels). ``None`` when no clip is shared."""
+    import random
+
+    was = {c["id"]: c[key] for c in before if c.get(key) is not None}
+    pairs = [(was[c["id"]], c[key]) for c in after if c["id"] in was and c.get(key) is not None]
+    if not pairs:
+        return None
+    diffs = [b - a for a, b in pairs]
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(resamples))
+    return {"mean": sum(diffs) / len(diffs), "ci95": [means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]],
+            "better": sum(d > 0 for d in diffs), "worse": sum(d < 0 for d in diffs), "n": len(diffs)}  # fmt: skip

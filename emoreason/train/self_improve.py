@@ -5,6 +5,11 @@ each with :func:`~emoreason.train.rewards.total_reward` (``candidates.jsonl``, r
 without sampling a clip twice); (2) :func:`~emoreason.data.rounds.merge_round` keeps the candidates that reach
 ``threshold`` and pass the synthesis checks, and writes them after the training rows with their provenance
 (source sample, model, round, reward) plus a manifest; (3) SFT from the current checkpoint on the merged data.
+
+With ``hard_clips: N`` the round samples only the N training clips whose target answer the current model finds
+least likely (:func:`emoreason.train.grpo.hardest`, one teacher-forced pass), and retrains on those clips' rows
+and their kept candidates: where the model already answers every clip right, sampling it again adds copies of what
+it knows, and retraining on them mostly moves it back towards the supervised stage it came from.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class SelfImproveRecipe(SFTRecipe):
     reward_weights: list[float] | None = field(default=None, metadata={"help": "one per reward (default: all 1)"})
     round_dir: str | None = field(default=None, metadata={"help": "candidates and merged data (default: "
                                                                   "<output_dir>/data)"})  # fmt: skip
+    hard_clips: int = field(default=0, metadata={"help": "sample only the N training clips the model is least "
+                                                         "sure of and retrain on them (0: every clip)"})  # fmt: skip
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,6 +61,8 @@ class SelfImproveRecipe(SFTRecipe):
                               f"{self.num_samples}, {self.max_new_tokens}, {self.temperature}")  # fmt: skip
         if not 0 <= self.threshold <= 1:
             raise RecipeError(f"threshold: the total reward is a weighted mean in [0, 1], got {self.threshold}")
+        if self.hard_clips < 0:
+            raise RecipeError(f"hard_clips must be >= 0 (0: every clip), got {self.hard_clips}")
 
     @property
     def weights(self) -> dict[str, float]:
@@ -66,11 +75,13 @@ def reward_columns(sample: Sample) -> dict:
     return {"labels": sample.labels, "label_space": sample.label_space, "aus": aus}
 
 
-def sample_candidates(recipe: SelfImproveRecipe, out: str | Path, seed: int = 0) -> dict:
+def sample_candidates(recipe: SelfImproveRecipe, out: str | Path, seed: int = 0, chosen: Path | None = None) -> dict:
     """Write ``num_samples`` scored completions per training clip of ``recipe`` to ``out``; returns counts.
 
     Rows are the sample (media as an absolute path) plus ``completion``, ``reward`` and ``model``, with id
     ``<sample id>#s<k>``. A killed run resumes: clips whose candidates are all written are not sampled again.
+    With ``recipe.hard_clips``, only the hardest clips are sampled; their rows are written to ``chosen`` (a rerun
+    reads them back, so it samples the same clips).
     """
     from emoreason.model.checkpoint import load_checkpoint
     from emoreason.train.hardware import for_inference
@@ -80,6 +91,8 @@ def sample_candidates(recipe: SelfImproveRecipe, out: str | Path, seed: int = 0)
     processor, cache = load_processor_and_cache(recipe)
     samples = [s for s in read_samples(recipe.train_data) if recipe.split is None or s.split == recipe.split]
     samples = [s for s in samples if s.labels][: recipe.max_samples]
+    if recipe.hard_clips and recipe.hard_clips < len(samples):
+        samples = _hardest_samples(recipe, model, processor, cache, samples, chosen)
     counts = {"clips": len(samples), "sampled": 0, "already_done": 0, "unusable media": 0}
     with ResumableWriter(out) as writer:
         todo = [s for s in samples if not all(f"{s.id}#s{k}" in writer.done for k in range(recipe.num_samples))]
@@ -99,6 +112,28 @@ def sample_candidates(recipe: SelfImproveRecipe, out: str | Path, seed: int = 0)
                                           "model": str(recipe.model_path)}  # fmt: skip
                 counts["sampled"] += writer.write(row)
     return counts
+
+
+def _hardest_samples(recipe: SelfImproveRecipe, model, processor, cache, samples: list[Sample],
+                     chosen: Path | None) -> list[Sample]:  # fmt: skip
+    """The ``recipe.hard_clips`` samples whose target answer ``model`` finds least likely, written to ``chosen``
+    (media paths absolute) or read back from it when a killed round reruns."""
+    from emoreason.train.grpo import hardest
+    from emoreason.train.sft import Collator
+    from emoreason.train.tower_cache import TowerCache
+
+    if chosen is not None and chosen.is_file():
+        return list(read_samples(chosen))
+    usable = [s for s in samples if cache.get(s) is not None]
+    towers = TowerCache(model, recipe.cache_dir) if TowerCache.is_frozen(model) else None
+    rows = hardest(model, Collator(processor, cache, recipe.target, towers), [s.to_dict() for s in usable],
+                   recipe.hard_clips, batch_size=recipe.sample_batch_size)  # fmt: skip
+    picked = [Sample.from_dict(row) for row in rows]
+    if chosen is not None:
+        with ResumableWriter(chosen, overwrite=True) as writer:
+            for sample in picked:
+                writer.write(sample.to_dict())
+    return picked
 
 
 def _absolute_rows(train_data: str | Path, out: Path) -> Path:
@@ -139,9 +174,12 @@ def run_round(recipe: SelfImproveRecipe, args) -> dict:
     round_dir = Path(recipe.round_dir or Path(args.output_dir) / "data")
     round_dir.mkdir(parents=True, exist_ok=True)
     candidates = round_dir / f"round{recipe.round_index}_candidates.jsonl"
-    counts = sample_candidates(recipe, candidates, seed=args.seed)
+    chosen = round_dir / f"round{recipe.round_index}_hard_clips.jsonl" if recipe.hard_clips else None
+    counts = sample_candidates(recipe, candidates, seed=args.seed, chosen=chosen)
     merged = round_dir / f"round{recipe.round_index}_train.jsonl"
-    manifest = merge_candidates(recipe.train_data, candidates, merged, recipe.round_index, recipe.threshold)
+    # with hard clips the retraining takes those clips' rows (and their kept answers), not the whole training set
+    rows = chosen if chosen is not None and chosen.is_file() else recipe.train_data
+    manifest = merge_candidates(rows, candidates, merged, recipe.round_index, recipe.threshold)
     manifest["sampling"] = counts
     Path(str(merged) + ".manifest.json").write_text(json.dumps(manifest, indent=2))
     logger.info("round %d: %d candidates kept of %s", recipe.round_index, manifest["added"], counts)
