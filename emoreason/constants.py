@@ -16,7 +16,7 @@ DEFAULT_MAX_FRAMES = 480
 # Frames are decoded at most this size on their long side before face detection.
 DEFAULT_MAX_SIDE = 640
 # Still images are read at most this size on their long side (faces in photos are often small).
-IMAGE_MAX_SIDE = 1280
+IMAGE_MAX_SIDE = 2560
 # Larger images are refused before decoding (PIL's decompression-bomb limit is 89 MP; 100 MP keeps 10000x10000).
 IMAGE_MAX_PIXELS = 100_000_000
 # Aligned main-face crops the model takes per clip (a checkpoint's ``max_frames`` overrides it), and their size.

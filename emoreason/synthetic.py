@@ -338,6 +338,22 @@ class FaceMorpher:
         return frame
 
 
+def scripted_frames(morpher: FaceMorpher, script: list[tuple[dict[str, float], tuple[float, float, float, float]]],
+                    fps: float = 25.0, seconds: float = 6.0) -> np.ndarray:  # fmt: skip
+    """``[T, H, W, 3]`` frames of ``morpher``'s face following ``script``: ``(aus, (onset, apex, release, offset)
+    s)`` pairs, each AU ramped up from onset to apex, held, and down from release to offset (times may lie outside
+    the clip: an expression held from before its start or past its end); overlapping entries add up."""
+    out = []
+    for t in np.arange(int(round(seconds * fps))) / fps:
+        aus: dict[str, float] = {}
+        for applied, (onset, apex, release, offset) in script:
+            level = _ramp(np.array([t]), onset, apex, release, offset)[0]
+            for code, value in applied.items():
+                aus[code] = aus.get(code, 0.0) + level * value
+        out.append(morpher(aus) if aus else morpher.image)
+    return np.stack(out)
+
+
 def face_photos() -> dict[str, np.ndarray]:
     """The real face photographs installed packages ship, cropped around the face (RGB uint8, even sides):
     scikit-image's astronaut (Eileen Collins, NASA, public domain) and matplotlib's Grace Hopper (US Navy,

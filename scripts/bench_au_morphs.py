@@ -17,8 +17,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 LAUGH = {"AU6": 3.0, "AU12": 4.0, "AU25": 3.0, "AU26": 4.0}
 SADNESS = {"AU1": 3.0, "AU4": 3.0, "AU15": 3.5}
 # case -> ([(aus, (onset, apex, release, offset) s)], the emotion at the end of the clip)
@@ -30,20 +28,6 @@ CASES = {
 }
 
 
-def frames(morpher, script, fps: float = 25.0, seconds: float = 6.0) -> np.ndarray:
-    from emoreason.synthetic import _ramp
-
-    out = []
-    for t in np.arange(int(seconds * fps)) / fps:
-        aus: dict[str, float] = {}
-        for applied, (onset, apex, release, offset) in script:
-            level = _ramp(np.array([t]), onset, apex, release, offset)[0]
-            for code, value in applied.items():
-                aus[code] = aus.get(code, 0.0) + level * value
-        out.append(morpher(aus) if aus else morpher.image)
-    return np.stack(out)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path)
@@ -52,15 +36,16 @@ def main() -> None:
 
     import emoreason
     from emoreason.face.detect import BlazeFaceDetector
-    from emoreason.synthetic import FaceMorpher, face_photos, write_video
+    from emoreason.synthetic import FaceMorpher, face_photos, scripted_frames, write_video
 
     detector, rows = BlazeFaceDetector(landmarks="mesh"), []
     with tempfile.TemporaryDirectory() as tmp:
         for person, image in sorted(face_photos().items()):
             morpher = FaceMorpher(image, detector.detect(image)[0].landmarks)
-            media = {case: (write_video(Path(tmp) / f"{person}-{i}.mp4", frames(morpher, script), 25.0), gold,
-                            set().union(*(s[0] for s in script)))  # fmt: skip
-                     for i, (case, (script, gold)) in enumerate(CASES.items())}
+            media = {}
+            for i, (case, (script, gold)) in enumerate(CASES.items()):
+                clip = write_video(Path(tmp) / f"{person}-{i}.mp4", scripted_frames(morpher, script), 25.0)
+                media[case] = (clip, gold, set().union(*(s[0] for s in script)))
             still = Path(tmp) / f"{person}-laugh.png"
             Image.fromarray(morpher(LAUGH)).save(still)
             media["laugh, still photo"] = (still, "happiness", set(LAUGH))

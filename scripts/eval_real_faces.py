@@ -68,6 +68,15 @@ def load(photo: str, dirs: dict[str, Path | None]) -> np.ndarray | None:
     return None if folder is None else np.asarray(Image.open(folder / name))
 
 
+def labelled_detection(found: list, cx: float | None, cy: float | None) -> int:
+    """Index of the labelled face among detections (``FaceDetection``s): the widest where the label has no centre
+    (the photo's main face), else the one whose box centre is nearest (cx, cy)."""
+    if cx is None:
+        return int(np.argmax([f.box[2] - f.box[0] for f in found]))
+    centres = np.array([[(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2] for f in found])
+    return int(np.argmin(np.hypot(*(centres - [cx, cy]).T)))
+
+
 def face_rows(image: np.ndarray, name: str, analyzer):
     """The analysis table's face rows of one photograph."""
     from emoreason.face.blazeface import as_rgb

@@ -26,7 +26,7 @@ import numpy as np
 MOUTH_AUS = ("AU6", "AU10", "AU12", "AU15", "AU17", "AU20", "AU25", "AU26")
 FITTED = ("AU12", "AU15", "AU20")  # the lip-corner AUs a dropped jaw confounds
 MOUTH_FEATURES = ("corner_height", "mouth_width", "lip_thickness", "lip_gap", "jaw_opening", "lower_lip_height",
-                  "upper_lip_gap")  # fmt: skip
+                  "upper_lip_gap", "corner_lift")  # fmt: skip
 
 
 def frames_of(person: str, image: np.ndarray, count: int, seed: int, detector) -> tuple[np.ndarray, np.ndarray]:
@@ -70,6 +70,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=240)
     parser.add_argument("--alpha", type=float, default=1e-3, help="ridge penalty")
+    parser.add_argument(
+        "--features",
+        nargs="+",
+        choices=MOUTH_FEATURES,
+        default=list(MOUTH_FEATURES),
+        help="the measurements the regression may use (default: every mouth measurement)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     from emoreason.au import AU_CODES
@@ -81,9 +88,10 @@ def main() -> None:
     detector = BlazeFaceDetector(landmarks="mesh")
     photos = face_photos()
     data = {p: frames_of(p, photos[p], args.frames, seed, detector) for seed, p in enumerate(("astronaut", "hopper"))}
-    columns = [FEATURES.index(f) for f in MOUTH_FEATURES]
+    used = tuple(args.features)
+    columns = [FEATURES.index(f) for f in used]
     fit_x, fit_y = data["astronaut"]
-    out: dict = {"frames": args.frames, "fit": "astronaut", "held_out": "hopper", "features": MOUTH_FEATURES,
+    out: dict = {"frames": args.frames, "fit": "astronaut", "held_out": "hopper", "features": used,
                  "aus": {}}  # fmt: skip
     for code in FITTED:
         label = MOUTH_AUS.index(code)
@@ -91,8 +99,8 @@ def main() -> None:
         y = fit_y[:, label] / 5.0
         weights = np.linalg.solve(x.T @ x + args.alpha * np.eye(len(columns)), x.T @ y)
         rule = AU_RULES[AU_CODES.index(code)]
-        entry: dict = {"weights_per_intensity_fifth": dict(zip(MOUTH_FEATURES, np.round(weights, 3).tolist())),
-                       "rule_weights": dict(zip(MOUTH_FEATURES, np.round(weights * (rule.full - rule.dead), 3)
+        entry: dict = {"weights_per_intensity_fifth": dict(zip(used, np.round(weights, 3).tolist())),
+                       "rule_weights": dict(zip(used, np.round(weights * (rule.full - rule.dead), 3)
                                                 .tolist())), "hand_weights": rule.weights}  # fmt: skip
         for person, (changes, labels) in data.items():
             truth = labels[:, label] >= 1.0

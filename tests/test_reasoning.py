@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 
 from emoreason.au import AU_CODES, EMOTIONS
-from emoreason.face.aus import AU_RULES, intensities, reference_features
+from emoreason.face.aus import (
+    AU_RULES,
+    held_expression,
+    intensities,
+    neutral_baseline,
+    reference_features,
+)
+from emoreason.face.expression import EXPRESSION_LABELS
 from emoreason.face.geometry import FEATURES
 from emoreason.reasoning.facs import read_frames, reason
 from emoreason.reasoning.fusion import APPEARANCE_LABELS, au_distribution, fuse
@@ -96,6 +103,48 @@ def test_a_still_held_smile_is_read_by_its_appearance():
     assert labels(_table([(3.0, {}, "happiness")])) == ["happiness"]
 
 
+def _net(label: str, p: float, frames: int) -> np.ndarray:
+    """``[T, 7]`` expression-net probabilities: ``label`` at ``p``, the rest spread evenly."""
+    row = np.full(len(EXPRESSION_LABELS), (1 - p) / (len(EXPRESSION_LABELS) - 1))
+    row[EXPRESSION_LABELS.index(label)] = p
+    return np.tile(row, (frames, 1))
+
+
+def test_a_smile_held_through_the_clip_is_kept_where_the_net_reads_it():
+    """No resting stretch: the clip's "rest" is the smile itself. Calibrated alone it is removed as the person's
+    face; where the expression net reads those frames as happiness, AU12 stays, and an anatomical offset that is
+    no part of a smile (thin lips: AU23) is still removed."""
+    rng = np.random.default_rng(0)
+    reference, rule = reference_features(), {r.code: r for r in AU_RULES}
+    features = np.tile(reference, (32, 1)) + rng.normal(0, 0.001, (32, len(FEATURES)))
+    features[:, FEATURES.index("corner_height")] -= 0.04  # lip corners up in every frame: against the nose
+    features[:, FEATURES.index("corner_lift")] += 0.02  # and against the lips' middle
+    features[:, FEATURES.index("lip_thickness")] -= 0.8 * rule["AU23"].full
+    au12, au23 = AU_CODES.index("AU12"), AU_CODES.index("AU23")
+    resting = intensities(features, reference, _net("neutral", 0.9, 32))
+    assert resting[:, au12].max() == 0  # the net sees a resting face: the offset is this person's anatomy
+    neutral, _ = neutral_baseline(features, appearance=_net("happiness", 0.95, 32))
+    smiling = intensities(features, neutral, _net("happiness", 0.95, 32))
+    assert smiling[:, au12].min() >= 3.0 and smiling[:, au23].max() == 0
+    assert np.array_equal(intensities(features, reference), resting)  # without the net: as before
+    held, per_au = held_expression(_net("happiness", 0.95, 4))
+    assert held > 0.8 and per_au[au12] == pytest.approx(held, rel=0.1) and per_au[AU_CODES.index("AU1")] < 0.05
+
+
+def test_a_resting_baseline_moves_to_the_population_shape_only_where_the_net_sees_an_expression():
+    reference = reference_features()
+    features = np.tile(reference, (16, 1))
+    features[:, FEATURES.index("inner_brow_height")] += 0.01  # within the identity tolerance of the mean shape
+    personal, _ = neutral_baseline(features, appearance=_net("neutral", 0.9, 16))
+    assert personal[FEATURES.index("inner_brow_height")] == pytest.approx(
+        reference[FEATURES.index("inner_brow_height")] + 0.01
+    )
+    population, _ = neutral_baseline(features, appearance=_net("sadness", 1.0, 16))
+    assert np.allclose(population, reference)
+    no_net, _ = neutral_baseline(features, appearance=np.full((16, 7), np.nan))
+    assert np.allclose(no_net, personal)
+
+
 def test_training_consistency_check_stays_au_based():
     assert supports(["AU6", "AU12"], "happiness") and not supports(["AU6", "AU12"], "sadness")
 
@@ -107,7 +156,8 @@ def test_calibration_removes_a_resting_offset_and_keeps_real_movement():
     rule = {r.code: r for r in AU_RULES}
     features = np.tile(reference, (32, 1)) + rng.normal(0, 0.001, (32, len(FEATURES)))
     features[:, FEATURES.index("lip_thickness")] -= 1.2 * rule["AU23"].full
-    features[12:20, FEATURES.index("corner_height")] -= 0.06
+    features[12:20, FEATURES.index("corner_height")] -= 0.04
+    features[12:20, FEATURES.index("corner_lift")] += 0.02
     values = dict(zip(AU_CODES, intensities(features, reference).T))
     assert values["AU12"][12:20].min() >= 3.0 and values["AU12"][:12].max() == 0
     assert values["AU23"].max() < intensities(features[:1], reference)[0, AU_CODES.index("AU23")]

@@ -381,12 +381,13 @@ def _measure(rows: list[dict], tracker: FaceTracker, media_type: str, end_s: flo
         mask = table["track_id"].eq(track.track_id).to_numpy()
         points = table.loc[mask, LANDMARK_COLUMNS].to_numpy(np.float64).reshape(-1, 68, 2)
         features = measure_all(np.stack([normalize_landmarks(p) for p in points]))  # [T, F]
+        appearance = table.loc[mask, EXPRESSION_COLUMNS].to_numpy(np.float64)  # [T, 7], NaN without the net
         if media_type == "image":
             neutral, used = reference_features(), np.array([], dtype=int)
         else:
             frontal = table.loc[mask, "yaw"].abs().to_numpy() < FRONTAL_YAW
-            neutral, used = neutral_baseline(features, frontal)
-        values = smooth(intensities(features, neutral))  # [T, A]
+            neutral, used = neutral_baseline(features, frontal, appearance)
+        values = smooth(intensities(features, neutral, appearance))  # [T, A]
         times = table.loc[mask, "time_s"].to_numpy(np.float64)
         track_events = all_events(times, values, end_s) if media_type == "video" else []
         values = _split_closure_columns(times, values, track_events)

@@ -35,6 +35,7 @@ FEATURES = (
     "lip_gap",  # inner lips apart                             (AU25)
     "jaw_opening",  # nose base to chin                        (AU26)
     "lower_lip_height",  # lower lip below the nose base       (AU17 pushes it up)
+    "corner_lift",  # lip corners above the middle of the lips (AU12 raises it, AU20 does not; a dropped jaw: neither)
 )
 
 
@@ -62,6 +63,7 @@ def measure(points: np.ndarray) -> dict[str, float]:
         "lip_gap": max(0.0, y[LOWER_LIP_INNER] - y[UPPER_LIP_INNER]),
         "jaw_opening": y[CHIN] - y[NOSE_BASE],
         "lower_lip_height": y[LOWER_LIP_BOTTOM] - y[NOSE_BASE],
+        "corner_lift": (y[UPPER_LIP_INNER] + y[LOWER_LIP_INNER]) / 2 - corners.mean(),
     }
 
 
