@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_real_faces import LABELS, labelled_detection, load  # noqa: E402
+from eval_real_faces import LABELS, labelled_detection, load, scored_reads  # noqa: E402
 
 
 def main() -> None:
@@ -47,11 +47,9 @@ def main() -> None:
         faces.append({"photo": photo, "centre": [cx, cy], "truth": truth, "clear": clear,
                       "read": {k: EXPRESSION_LABELS[int(np.argmax(p))] for k, p in probs.items()},
                       "p_truth": {k: float(p[EXPRESSION_LABELS.index(truth)]) for k, p in probs.items()}})  # fmt: skip
-    summary = {}
-    for k in ("plain", "mirror", "mirror + scale"):
-        summary[k] = {"accuracy": float(np.mean([f["read"][k] == f["truth"] for f in faces])),
-                      "accuracy_clear": float(np.mean([f["read"][k] == f["truth"] for f in faces if f["clear"]])),
-                      "nll": float(-np.mean([np.log(max(f["p_truth"][k], 1e-6)) for f in faces]))}  # fmt: skip
+    summary = scored_reads(faces)
+    for k in summary:
+        summary[k]["accuracy_clear"] = float(np.mean([f["read"][k] == f["truth"] for f in faces if f["clear"]]))
         print(f"{k:15} {len(faces)} faces: accuracy {summary[k]['accuracy']:.3f} (clear "
               f"{summary[k]['accuracy_clear']:.3f}), label nll {summary[k]['nll']:.3f}")  # fmt: skip
     if args.json:

