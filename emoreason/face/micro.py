@@ -14,7 +14,8 @@ returns to rest has ``|d|`` high and ``|e|`` near zero; a macro-expression (it s
 moves every region alike) do not. ``|d| - |e|``, in units of each region's own noise, is the spotting signal; its
 runs above threshold are the candidates. A candidate longer than ``MAX_S`` is not micro; one whose only movement
 is the upper lid going down, or during which the landmarks' eye opening closes by a third, is a blink; one where the head moved more than
-the face did is head motion. The rest are reported with the AUs their regions' flow directions mean (FACS:
+the face did is head motion; one whose region's landmarks do not come back to where they were (the end of a held
+expression, where the mesh settles) did not return. The rest are reported with the AUs their regions' flow directions mean (FACS:
 inner brow up AU1, lip corners up AU12, ...), the optical strain at the apex (STSTNet's third channel), and the
 emotion the FACS prototypes read from those AUs.
 
@@ -104,7 +105,7 @@ class MicroAnalysis:
     duration_s: float
     micro_expressions: list[MicroExpression]
     blinks: list[dict]  # {"onset_s", "apex_s", "offset_s"}
-    rejected: dict[str, int]  # candidates not reported: {"too long": n, "head motion": n}
+    rejected: dict[str, int]  # candidates not reported: {"too long": n, "head motion": n, "did not return": n}
     thresholds: dict[str, float]
     timings: dict[str, float]
     warnings: list[str] = field(default_factory=list)
