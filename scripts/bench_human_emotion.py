@@ -148,6 +148,8 @@ def main() -> None:
         nodes, consts = load_graph(args.human_models)
     except (OSError, ValueError, KeyError) as exc:
         parser.error(f"--human-models {args.human_models}: not human-models' models/ folder ({exc})")
+    if not (args.face_api / "demo").is_dir():
+        parser.error(f"--face-api {args.face_api}: no demo/ folder (the unpacked @vladmandic/face-api package)")
     labels = tuple(normalize_emotion(label) for label in HUMAN_LABELS)
     if labels != EXPRESSION_LABELS:
         raise ValueError(f"human's classes {labels} are not the shipped net's {EXPRESSION_LABELS}")

@@ -63,8 +63,8 @@ def load(photo: str, dirs: dict[str, Path | None]) -> np.ndarray | None:
         from matplotlib import cbook
 
         return np.asarray(Image.open(cbook.get_sample_data(name)))
-    folder = dirs.get(source)
-    return None if folder is None else np.asarray(Image.open(folder / name))
+    path = None if dirs.get(source) is None else dirs[source] / name
+    return np.asarray(Image.open(path)) if path is not None and path.is_file() else None  # a missing photo: skipped
 
 
 def scored_reads(faces: list[dict]) -> dict[str, dict]:
