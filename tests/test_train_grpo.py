@@ -16,7 +16,7 @@ trl = pytest.importorskip("trl")
 
 from emoreason.cli import main  # noqa: E402
 from emoreason.train import rewards  # noqa: E402
-from emoreason.train.grpo import GRPORecipe, build_trainer  # noqa: E402
+from emoreason.train.grpo import GRPORecipe, balanced, build_trainer  # noqa: E402
 from emoreason.train.recipe import RecipeError  # noqa: E402
 from emoreason.train.stage import load_processor_and_cache, load_rows  # noqa: E402
 
@@ -61,6 +61,15 @@ def test_grpo_step_changes_lora_and_face_path_not_towers(toy, tmp_path, monkeypa
     assert not any(k.startswith(("face_", "audio_")) for k in changed)
 
 
+def test_balanced_takes_the_hardest_of_every_label_in_turn():
+    # label "a" holds the four hardest rows: a global top 4 would be all "a"; the RL set keeps every label
+    scores, labels = [9, 8, 7, 6, 5, 4, 3, 0.5], [("a",)] * 4 + [("b",)] * 2 + [("c",)] + [()]
+    assert balanced(scores, labels, 4) == [0, 4, 6, 7]
+    assert balanced(scores, labels, 6) == [0, 4, 6, 7, 1, 5]
+    assert sorted(balanced(scores, labels, 100)) == list(range(8))
+    assert balanced(scores, labels, 0) == [] and balanced([], [], 3) == []
+
+
 def test_hard_clips_keeps_the_rows_with_the_least_likely_answer_token(toy, tmp_path):
     from emoreason.train.sft import Collator
 
@@ -82,7 +91,9 @@ def test_hard_clips_keeps_the_rows_with_the_least_likely_answer_token(toy, tmp_p
             targets = labels[0, 1:]
             nll = torch.nn.functional.cross_entropy(logits[targets != -100], targets[targets != -100], reduction="none")
             worst[row["id"]] = float(nll.max())
-    assert sorted(chosen) == sorted(sorted(worst, key=worst.get)[-2:])
+    expected = balanced([worst[r["id"]] for r in rows], [tuple(r["labels"]) for r in rows], 2)
+    assert sorted(chosen) == sorted(rows[i]["id"] for i in expected)
+    assert len({tuple(r["labels"]) for r in rows if r["id"] in chosen}) == 2  # two labels, not the two hardest rows
     # a resumed run trains on the same clips (the ranking is not redone on the moved weights)
     (tmp_path / "run" / "checkpoint-1").mkdir()
     trainer, _, _ = build_trainer(_recipe(toy, hard_clips=2), _args(tmp_path))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -43,7 +44,8 @@ class GRPORecipe(TrainRecipe):
                              "path keeps its supervised weights (GRPO has no AU loss to hold the AU head)"})  # fmt: skip
     hard_clips: int = field(default=0, metadata={"help": "train on the N training clips whose target answer the "
                             "starting model finds least certain (teacher-forced, no sampling); 0: every clip. A clip "
-                            "the model already answers surely gives all its completions one reward: no gradient"})
+                            "the model already answers surely gives all its completions one reward: no gradient. An "
+                            "equal share of each label, so the RL set keeps the split's labels"})  # fmt: skip
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -137,9 +139,10 @@ def build_trainer(recipe: GRPORecipe, args):
 @torch.no_grad()
 def hardest(model, collator, rows: list[dict], n: int, batch_size: int = 8, bf16: bool = False) -> list[dict]:
     """The ``n`` rows whose target answer (the SFT collator's, teacher-forced) has the least likely token under
-    ``model``: its largest per-token cross-entropy, the point where a sampled completion most often leaves the
-    answer. One forward pass per row, no sampling, so it costs a fraction of one rollout per clip (Facial-R1 and
-    DAPO drop the prompts every completion gets right; this ranks them before training instead of resampling)."""
+    ``model`` (its largest per-token cross-entropy, the point where a sampled completion most often leaves the
+    answer), an equal share of each label (:func:`balanced`). One forward pass per row, no sampling, so it costs a
+    fraction of one rollout per clip (Facial-R1 and DAPO drop the prompts every completion gets right; this ranks
+    them before training instead of resampling)."""
     was_training, device = model.training, next(model.parameters()).device
     model.eval()
     worst = []
@@ -158,10 +161,25 @@ def hardest(model, collator, rows: list[dict], n: int, batch_size: int = 8, bf16
             per_row = torch.full((len(labels),), float("-inf"), device=device).scatter_reduce(0, row_of, nll, "amax")
             worst += per_row.tolist()
     model.train(was_training)
-    order = sorted(range(len(rows)), key=lambda i: -worst[i])[:n]
-    logger.info("hard_clips: %d of %d rows, worst-token loss %.3f..%.3f (median of all %.3f)", n, len(rows),
-                worst[order[-1]], worst[order[0]], sorted(worst)[len(worst) // 2])  # fmt: skip
+    order = balanced(worst, [tuple(r.get("labels") or ()) for r in rows], n)
+    logger.info("hard_clips: %d of %d rows, worst-token loss %.3f..%.3f (median of all %.3f), per label %s", n,
+                len(rows), min(worst[i] for i in order), max(worst[i] for i in order), sorted(worst)[len(worst) // 2],
+                dict(Counter("/".join(rows[i].get("labels") or ()) for i in order)))  # fmt: skip
     return [rows[i] for i in sorted(order)]
+
+
+def balanced(scores: list[float], groups: list, n: int) -> list[int]:
+    """The indices of ``n`` top-scoring items, an equal share (within one) from each group: round by round, the
+    next-best item of every group that has one, best first. The hardest clips of a whole training split are not a
+    sample of its labels: by the worst token, the smol SFT model's 48 held no neutral clip (its answer has no
+    intensity digits to be unsure of), and GRPO on them learned to call every held-out neutral face contempt."""
+    ranked: dict = {}
+    for i in sorted(range(len(scores)), key=lambda i: -scores[i]):
+        ranked.setdefault(groups[i], []).append(i)
+    order: list[int] = []
+    for depth in range(max(map(len, ranked.values()), default=0)):
+        order += sorted((g[depth] for g in ranked.values() if depth < len(g)), key=lambda i: -scores[i])
+    return order[:n]
 
 
 def run_grpo(argv: list[str]) -> Path:
