@@ -104,6 +104,7 @@ def run_chain(preset: str, seed: int, args, data: Path, test: list, steps: dict)
         train_s = train_s if train_s is not None else scored["train_s"]
         results[stage] = {k: scored[v] for k, v in METRICS.items()} | {
             "unfinished": scored["unfinished"], "n": scored["n"], "train_s": train_s, "eval_s": scored["seconds"],
+            "per_label": per_label(test, scored["clips"]),
             "examples": [{"id": s.id, "gold": s.emotion, "gold_aus": {a.code: a.intensity for a in s.aus if a.intensity},
                           "answer": text} for s, text in zip(test, scored["examples"])],
         }  # fmt: skip
@@ -120,6 +121,14 @@ def run_chain(preset: str, seed: int, args, data: Path, test: list, steps: dict)
     if (added := run_dir / "self_improve" / "final" / "self_improve.json").is_file():
         results["self_improve_round"] = {k: json.loads(added.read_text())[k] for k in ("added", "dropped")}
     return results
+
+
+def per_label(test: list, clips: list[dict]) -> dict:
+    """Emotion accuracy of each gold label (a stage can trade one class for another at the same mean)."""
+    gold, hits = {s.id: s.emotion for s in test}, {}
+    for clip in clips:
+        hits.setdefault(gold[clip["id"]], []).append(clip["emotion"] or 0.0)
+    return {label: round(sum(v) / len(v), 3) for label, v in sorted(hits.items())}
 
 
 def mean(chains: list[dict]) -> dict:
@@ -190,6 +199,10 @@ def main() -> int:
                 print(f"\n{name} {stage} [{example['id']}, gold {example['gold']}, AUs {example['gold_aus']}]:\n"
                       f"{example['answer']}")  # fmt: skip
     for name, chain in rows:
+        for stage, _ in STAGES:
+            if labels := chain.get(stage, {}).get("per_label"):
+                shares = ", ".join(f"{label} {value:.2f}" for label, value in labels.items())
+                print(f"{name} {stage}, emotion accuracy by label: {shares}")
         for pair, keys in chain.get("paired", {}).items():
             print(f"{name} {pair}, clip by clip: " + "; ".join(
                 f"{key} {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] ({d['better']} up, {d['worse']} down)"
