@@ -61,6 +61,21 @@ def test_grpo_step_changes_lora_and_face_path_not_towers(toy, tmp_path, monkeypa
     assert not any(k.startswith(("face_", "audio_")) for k in changed)
 
 
+def test_kl_term_against_a_frozen_copy_of_the_starting_model(toy, tmp_path, monkeypatch):
+    monkeypatch.setitem(rewards.REWARDS, "chars", lambda completions, **kw: [len(c) / 100 for c in completions])
+    trainer, _, _ = build_trainer(_recipe(toy, reward_funcs=["format", "chars"]), _args(tmp_path, beta=0.5,
+                                                                                        max_steps=2, learning_rate=0.3))  # fmt: skip
+    assert trainer.beta == 0.5 and trainer.args.beta == 0.5 and trainer.ref_model is not trainer.model
+    start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert all(torch.equal(start[k], v) for k, v in trainer.ref_model.state_dict().items())  # LoRA included
+    assert not any(p.requires_grad for p in trainer.ref_model.parameters())
+    trainer.train()
+    first, second = (log["kl"] for log in trainer.state.log_history[:2])
+    assert first == pytest.approx(0, abs=1e-6) and second > 1e-6  # the policy starts at the reference, then moves
+    assert any(not torch.equal(start[k], v) for k, v in trainer.model.state_dict().items())
+    assert all(torch.equal(start[k], v) for k, v in trainer.ref_model.state_dict().items())
+
+
 def test_balanced_takes_the_hardest_of_every_label_in_turn():
     # label "a" holds the four hardest rows: a global top 4 would be all "a"; the RL set keeps every label
     scores, labels = [9, 8, 7, 6, 5, 4, 3, 0.5], [("a",)] * 4 + [("b",)] * 2 + [("c",)] + [()]
@@ -118,8 +133,8 @@ def test_recipe_errors_name_the_field(toy, change, field):
 
 @pytest.mark.parametrize(
     ("args", "field"),
-    [({"reward_weights": [1.0]}, "reward_weights"), ({"beta": 0.04}, "beta"), ({"reward_weights": [1.0, -1.0]},
-                                                                                 "reward_weights")],
+    [({"reward_weights": [1.0]}, "reward_weights"), ({"beta": -0.04}, "beta"), ({"beta": float("nan")}, "beta"),
+     ({"beta": 0.04, "sync_ref_model": True}, "sync_ref_model"), ({"reward_weights": [1.0, -1.0]}, "reward_weights")],
 )  # fmt: skip
 def test_trainer_arguments_are_checked_at_start(toy, tmp_path, args, field):
     with pytest.raises(RecipeError, match=field):

@@ -73,9 +73,11 @@ def check_args(recipe: GRPORecipe, args) -> None:
                               f"{recipe.reward_funcs}; give one weight per reward, in the same order")  # fmt: skip
         if not all(math.isfinite(w) and w >= 0 for w in weights):
             raise RecipeError(f"reward_weights must be finite and >= 0, got {weights}")
-    if args.beta != 0.0:
-        raise RecipeError("beta: the KL term needs a reference model, which TRL cannot build for an emoreason "
-                          "checkpoint; set beta: 0.0 (GRPO without KL, as in DAPO)")  # fmt: skip
+    if not (math.isfinite(args.beta) and args.beta >= 0):
+        raise RecipeError(f"beta: the KL weight must be finite and >= 0 (0: no KL term), got {args.beta}")
+    if args.sync_ref_model:
+        raise RecipeError("sync_ref_model: the KL reference is a frozen copy of the starting model here; set it "
+                          "false (or beta: 0.0 for no reference at all)")  # fmt: skip
     if args.use_vllm:
         raise RecipeError("use_vllm: TRL's vLLM rollouts do not carry face/audio tensors; set use_vllm: false")
 

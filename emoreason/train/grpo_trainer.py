@@ -27,7 +27,8 @@ class EmoReasonGRPOTrainer(GRPOTrainer):
     prompt ids and media per row (``_generate_and_score_completions``, ``_tokenize_prompts``), generation with
     media (``_generate_single_turn``; our ``generate`` returns only the new tokens) and the media for each
     log-prob forward (``_compute_loss``, ``_get_per_token_logps_and_entropies``, which also scores only the
-    completion positions). Scoring, advantages and the loss are TRL's.
+    completion positions). Scoring, advantages and the loss are TRL's. With ``beta > 0`` the KL reference is a
+    frozen copy of the starting model (:func:`reference_copy`), which TRL cannot build for this model.
     """
 
     def __init__(self, *args, processor, cache, towers=None, **kwargs):
@@ -37,7 +38,16 @@ class EmoReasonGRPOTrainer(GRPOTrainer):
         self._media_keys = MEDIA_KEYS if towers is None else ("face_features",) + MEDIA_KEYS[1:]
         self._prompt_ids: list[list[int]] = []
         self._media: dict[str, torch.Tensor] = {}
-        super().__init__(*args, **kwargs)
+        config = kwargs["args"]
+        # the KL term's reference: the starting policy (the SFT model), copied before the trainer wraps its forward
+        reference = reference_copy(kwargs["model"]) if config.beta != 0.0 else None
+        beta, config.beta = config.beta, 0.0  # TRL would build its reference from a hub id: not for this model
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            config.beta = beta
+        if reference is not None:
+            self.beta, self.ref_model = beta, self.accelerator.prepare_model(reference, evaluation_mode=True)
 
     def _prompt_features(self, row: str):
         """One row's prompt as model inputs: ids with the media placeholders expanded, plus its media; and the
@@ -117,3 +127,16 @@ class EmoReasonGRPOTrainer(GRPOTrainer):
                     entropy = -(log_probs.exp() * log_probs).sum(-1)
                 entropies.append(entropy.new_zeros(scored.shape).masked_scatter(scored, entropy)[:, -logits_to_keep:])
         return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None
+
+
+def reference_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A frozen copy of ``model`` as it is now, in eval mode: GRPO's KL reference. Where training starts from an
+    SFT checkpoint that is the SFT policy (its LoRA included), not the base LM that TRL's adapter-disabling
+    reference would give, which never saw the answer format."""
+    import copy
+
+    if "forward" in vars(model):  # a trainer's wrapper would still call the original model's forward
+        raise ValueError("reference_copy: copy the model before a trainer wraps its forward")
+    reference = copy.deepcopy(model).eval()
+    reference.requires_grad_(False)
+    return reference
