@@ -6,8 +6,8 @@
 On the held-out split (people never trained on) it reports how well the emotion and the AUs can be read:
 1. from every patch of the frozen tower (mean and max over frames and patches, a logistic regression);
 2. from the compressor's tokens, the compressor trained from scratch with its AU head's loss alone for N steps
-   (batch 8, AdamW 5e-4, as the SFT recipe's face warm-up): the AU head's micro F1 and a logistic regression on the
-   tokens for the emotion.
+   (batch 8, AdamW 5e-4, as the SFT recipe's face warm-up): the AU head's micro F1 and each AU's F1, and a logistic
+   regression on the tokens for the emotion.
 If both read the clip but the LM's answers do not, the LM's reading of the tokens is what stops the learning proof.
 """
 
@@ -62,6 +62,11 @@ def au_f1(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return 2 * hits / max(float(predicted.sum() + gold.sum()), 1.0)
 
 
+def per_au_f1(logits: torch.Tensor, targets: torch.Tensor, codes: list[str]) -> dict[str, float]:
+    """The AU head's F1 of each AU on the held-out clips (an emotion that rests on one AU needs that AU read)."""
+    return {code: round(au_f1(logits[:, [i]], targets[:, [i]]), 3) for i, code in enumerate(codes)}
+
+
 def compressor_probe(data: dict, steps: int, seed: int = 0) -> dict:
     config, train, test = data["compressor"], data["train"], data["test"]
     torch.manual_seed(seed)
@@ -82,7 +87,8 @@ def compressor_probe(data: dict, steps: int, seed: int = 0) -> dict:
         fit, held = compressor(train["x"]), compressor(test["x"])
     probe = LogisticRegression(max_iter=3000).fit(fit.tokens.flatten(1).numpy(), train["y"].numpy())
     return {"steps": steps, "train_s": round(seconds, 1), "au_f1": round(au_f1(held.au_logits, test["au"]), 3),
-            "emotion_accuracy": round(probe.score(held.tokens.flatten(1).numpy(), test["y"].numpy()), 3)}  # fmt: skip
+            "emotion_accuracy": round(probe.score(held.tokens.flatten(1).numpy(), test["y"].numpy()), 3),
+            "per_au_f1": per_au_f1(held.au_logits, test["au"], list(config.au_codes))}  # fmt: skip
 
 
 def main() -> int:
@@ -108,7 +114,8 @@ def main() -> int:
     print(f"all patches, pooled, logistic regression: emotion {result['all_patches_pooled']['emotion_accuracy']:.3f}")
     for row in result["compressor"]:
         print(f"compressor, AU loss alone, {row['steps']:>5} steps ({row['train_s']:.0f} s): AU F1 {row['au_f1']:.3f}, "
-              f"emotion from its tokens {row['emotion_accuracy']:.3f}")  # fmt: skip
+              f"emotion from its tokens {row['emotion_accuracy']:.3f}; weakest AUs: "
+              + ", ".join(f"{code} {f1:.2f}" for code, f1 in sorted(row["per_au_f1"].items(), key=lambda kv: kv[1])[:3]))  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0
