@@ -1,0 +1,137 @@
+"""Probes behind the learning proof's contempt/neutral findings (BENCHMARKS.md, issue 20), run from the repo root:
+
+    .venv/bin/python benchmarks/probes/smol_neutral.py warm 300 1000 3000     # face warm-up from the base model
+    .venv/bin/python benchmarks/probes/smol_neutral.py head CHECKPOINT...     # a trained checkpoint's AU head
+    .venv/bin/python benchmarks/probes/smol_neutral.py conclusion CHECKPOINT  # teacher-forced conclusion
+    .venv/bin/python benchmarks/probes/smol_neutral.py answers CHECKPOINT...  # greedy answers, neutral clips
+
+On a bench_learning run's toy data (``--run``, default results/bench_smol_v8: its data, cache and base model;
+v11 is a hard-linked copy). ``head``/``warm``: the compressor's AU micro-F1 and its AU14 probability on held-out
+contempt vs neutral clips, with the best single threshold's accuracy between the two. ``conclusion``: the logit
+of " neutral" minus " contempt" right after "Conclusion:" with the gold answer's observations swapped.
+"""
+
+import argparse
+import collections
+import copy
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from emoreason.data.jsonl import read_samples
+from emoreason.train.data import MediaConfig
+from emoreason.train.grpo import GRPORecipe
+from emoreason.train.rollout import evaluate
+from emoreason.train.sft import Collator, warm_up_face_tokens
+from emoreason.train.stage import load_model, load_processor_and_cache, load_rows
+from emoreason.train.tower_cache import TowerCache
+
+
+class Probe:
+    def __init__(self, run: Path, checkpoint: Path | None = None):
+        self.run = run
+        base = self.recipe("train", checkpoint or run / "smol" / "base")
+        self.model = load_model(base)
+        self.processor, cache = load_processor_and_cache(base)
+        self.train, _ = load_rows(base, cache)
+        self.test, _ = load_rows(self.recipe("test"), cache)
+        self.collator = Collator(self.processor, cache, "compact", TowerCache(self.model, base.cache_dir))
+
+    def recipe(self, split: str, checkpoint: Path | None = None) -> GRPORecipe:
+        return GRPORecipe(model_path=str(checkpoint or self.run / "smol" / "base"),
+                          train_data=str(self.run / "data" / "toy.jsonl"), split=split,
+                          cache_dir=str(self.run / "cache"), target="compact", crops="frames", evidence=False,
+                          use_audio=False)  # fmt: skip
+
+    def batch(self, rows: list[dict]) -> dict:
+        return self.collator([{"row": json.dumps(x)} for x in rows])
+
+    def report(self, model, tag: str) -> None:
+        probs, gold = [], []
+        with torch.no_grad():
+            for start in range(0, len(self.test), 50):
+                b = self.batch(self.test[start : start + 50])
+                _, logits = model.encode_faces(None, b["frame_mask"], face_features=b["face_features"])
+                probs.append(logits.sigmoid())
+                gold.append(b["au_labels"])
+        p, y = torch.cat(probs), torch.cat(gold)
+        hits = ((p > 0.5) & (y > 0.5)).sum().item()
+        f1 = 2 * hits / ((p > 0.5).sum().item() + (y > 0.5).sum().item())
+        au14 = model.config.au_codes.index("AU14")
+        by = collections.defaultdict(list)
+        for row, row_p in zip(self.test, p):
+            by[row["emotion"]].append(row_p[au14].item())
+        c, n = sorted(by["contempt"]), sorted(by["neutral"])
+        best = max(sum(v >= t for v in c) + sum(v < t for v in n) for t in [i / 100 for i in range(101)])
+        print(f"{tag}: AU micro-F1 {f1:.3f}; AU14 p, contempt median {c[len(c) // 2]:.3f} min {c[0]:.3f}; "
+              f"neutral median {n[len(n) // 2]:.3f} max {n[-1]:.3f}; best threshold {best}/{len(c) + len(n)}",
+              flush=True)  # fmt: skip
+
+    def conclusion(self) -> None:
+        tok = self.processor.tokenizer
+        neutral, contempt = (tok(f" {w}", add_special_tokens=False)["input_ids"][0] for w in ("neutral", "contempt"))
+        marker = tok(" Conclusion:", add_special_tokens=False)["input_ids"]
+        for face in ("neutral", "contempt"):
+            for text, au14 in (("no Action Unit active", 0.0), ("AU14 D", 4.5)):
+                rows = [self.with_au14(x, au14) for x in self.test if x["emotion"] == face]
+                b = self.batch(rows)
+                b.pop("labels", None)
+                b.pop("au_labels", None)
+                with torch.no_grad():
+                    logits = self.model(**b).logits
+                gaps = []
+                for i, seq in enumerate(b["input_ids"].tolist()):
+                    at = next(j for j in range(len(seq)) if seq[j : j + len(marker)] == marker) + len(marker) - 1
+                    logp = logits[i, at].float().log_softmax(-1)
+                    gaps.append((logp[neutral] - logp[contempt]).item())
+                gaps.sort()
+                print(f"face {face:8s} observations {text!r}: neutral - contempt median {gaps[len(gaps) // 2]:+.2f} "
+                      f"[{gaps[0]:+.2f}, {gaps[-1]:+.2f}]; concludes neutral {sum(g > 0 for g in gaps)}/{len(gaps)}",
+                      flush=True)  # fmt: skip
+
+    @staticmethod
+    def with_au14(row: dict, au14: float) -> dict:
+        out = copy.deepcopy(row)
+        for au in out["aus"]:
+            au["intensity"] = au14 if au["code"] == "AU14" else 0.0
+        return out
+
+
+def answers(run: Path, checkpoints: list[Path]) -> None:
+    test = [s for s in read_samples(run / "data" / "toy.jsonl") if s.split == "test"]
+    rows = [s for s in test if s.emotion == "neutral"][:2] + [s for s in test if s.emotion == "contempt"][:1]
+    media = MediaConfig(crops="frames", evidence=False, use_audio=False)
+    weights = {"format": 0.5, "emotion": 1.0, "au_f1": 1.0, "facs_consistency": 0.5}
+    for checkpoint in checkpoints:
+        scored = evaluate(str(checkpoint), rows, str(run / "cache"), media, weights, max_new_tokens=224, examples=3)
+        print(checkpoint)
+        for sample, text in zip(rows, scored["examples"]):
+            print(f"  {sample.emotion}: {text}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["warm", "head", "conclusion", "answers"])
+    parser.add_argument("args", nargs="+", help="warm-up steps (warm) or checkpoints")
+    parser.add_argument("--run", type=Path, default=Path("results/bench_smol_v8"))
+    args = parser.parse_args()
+    if args.what == "answers":
+        return answers(args.run, [Path(a) for a in args.args])
+    if args.what == "warm":
+        probe = Probe(args.run)
+        rows = [json.dumps(x) for x in probe.train]
+        for steps in map(int, args.args):
+            model, start = copy.deepcopy(probe.model), time.perf_counter()
+            warm_up_face_tokens(model, probe.collator, rows, steps, 5e-4, 8, 0)
+            probe.report(model, f"warm-up {steps} steps ({time.perf_counter() - start:.0f} s)")
+        return None
+    for checkpoint in map(Path, args.args):
+        probe = Probe(args.run, checkpoint)
+        probe.report(probe.model, str(checkpoint)) if args.what == "head" else probe.conclusion()
+    return None
+
+
+if __name__ == "__main__":
+    main()
