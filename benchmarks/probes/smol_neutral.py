@@ -8,7 +8,8 @@
 On a bench_learning run's toy data (``--run``, default results/bench_smol_v8: its data, cache and base model;
 v11 is a hard-linked copy). ``head``/``warm``: the compressor's AU micro-F1 and its AU14 probability on held-out
 contempt vs neutral clips, with the best single threshold's accuracy between the two. ``conclusion``: the logit
-of " neutral" minus " contempt" right after "Conclusion:" with the gold answer's observations swapped.
+of " neutral" minus " contempt" right after "Conclusion:" with the gold answer's observations swapped, and of
+" no" (no Action Unit active) minus " AU" at the first observation.
 """
 
 import argparse
@@ -73,16 +74,20 @@ class Probe:
         tok = self.processor.tokenizer
         neutral, contempt = (tok(f" {w}", add_special_tokens=False)["input_ids"][0] for w in ("neutral", "contempt"))
         marker = tok(" Conclusion:", add_special_tokens=False)["input_ids"]
+        no, au = (tok(f" {w}", add_special_tokens=False)["input_ids"][0] for w in ("no", "AU"))
         for face in ("neutral", "contempt"):
             for text, au14 in (("no Action Unit active", 0.0), ("AU14 D", 4.5)):
                 rows = [self.with_au14(x, au14) for x in self.test if x["emotion"] == face]
                 b = self.batch(rows)
-                b.pop("labels", None)
                 b.pop("au_labels", None)
                 with torch.no_grad():
-                    logits = self.model(**b).logits
-                gaps = []
+                    logits = self.model(**{k: v for k, v in b.items() if k != "labels"}).logits
+                gaps, first = [], []
                 for i, seq in enumerate(b["input_ids"].tolist()):
+                    if text.startswith("no"):  # the first observation token: " no" (no AU) against " AU"
+                        at = next(j for j in range(len(seq)) if seq[j] == no and b["labels"][i, j] != -100) - 1
+                        logp = logits[i, at].float().log_softmax(-1)
+                        first.append((logp[no] - logp[au]).item())
                     at = next(j for j in range(len(seq)) if seq[j : j + len(marker)] == marker) + len(marker) - 1
                     logp = logits[i, at].float().log_softmax(-1)
                     gaps.append((logp[neutral] - logp[contempt]).item())
@@ -90,6 +95,11 @@ class Probe:
                 print(f"face {face:8s} observations {text!r}: neutral - contempt median {gaps[len(gaps) // 2]:+.2f} "
                       f"[{gaps[0]:+.2f}, {gaps[-1]:+.2f}]; concludes neutral {sum(g > 0 for g in gaps)}/{len(gaps)}",
                       flush=True)  # fmt: skip
+                if first:
+                    first.sort()
+                    print(f"face {face:8s} first observation: ' no' - ' AU' median {first[len(first) // 2]:+.2f} "
+                          f"[{first[0]:+.2f}, {first[-1]:+.2f}]; writes ' no' {sum(g > 0 for g in first)}/{len(first)}",
+                          flush=True)  # fmt: skip
 
     @staticmethod
     def with_au14(row: dict, au14: float) -> dict:
