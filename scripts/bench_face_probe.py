@@ -62,9 +62,11 @@ def au_f1(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return 2 * hits / max(float(predicted.sum() + gold.sum()), 1.0)
 
 
-def per_au_f1(logits: torch.Tensor, targets: torch.Tensor, codes: list[str]) -> dict[str, float]:
-    """The AU head's F1 of each AU on the held-out clips (an emotion that rests on one AU needs that AU read)."""
-    return {code: round(au_f1(logits[:, [i]], targets[:, [i]]), 3) for i, code in enumerate(codes)}
+def per_au_f1(logits: torch.Tensor, targets: torch.Tensor, codes: list[str]) -> dict[str, float | None]:
+    """The AU head's F1 of each AU on the held-out clips (an emotion that rests on one AU needs that AU read);
+    ``None`` for an AU no held-out clip shows (its F1 would read 0 and pass for the weakest)."""
+    return {code: round(au_f1(logits[:, [i]], targets[:, [i]]), 3) if (targets[:, i] > 0).any() else None
+            for i, code in enumerate(codes)}  # fmt: skip
 
 
 def compressor_probe(data: dict, steps: int, seed: int = 0) -> dict:
@@ -115,7 +117,7 @@ def main() -> int:
     for row in result["compressor"]:
         print(f"compressor, AU loss alone, {row['steps']:>5} steps ({row['train_s']:.0f} s): AU F1 {row['au_f1']:.3f}, "
               f"emotion from its tokens {row['emotion_accuracy']:.3f}; weakest AUs: "
-              + ", ".join(f"{code} {f1:.2f}" for code, f1 in sorted(row["per_au_f1"].items(), key=lambda kv: kv[1])[:3]))  # fmt: skip
+              + ", ".join(f"{code} {f1:.2f}" for code, f1 in sorted(((c, f) for c, f in row["per_au_f1"].items() if f is not None), key=lambda kv: kv[1])[:3]))  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -16,7 +16,7 @@ trl = pytest.importorskip("trl")
 
 from emoreason.cli import main  # noqa: E402
 from emoreason.train import rewards  # noqa: E402
-from emoreason.train.grpo import GRPORecipe, balanced, build_trainer  # noqa: E402
+from emoreason.train.grpo import GRPORecipe, balanced, build_trainer, hardest  # noqa: E402
 from emoreason.train.recipe import RecipeError  # noqa: E402
 from emoreason.train.stage import load_processor_and_cache, load_rows  # noqa: E402
 
@@ -83,6 +83,7 @@ def test_balanced_takes_the_hardest_of_every_label_in_turn():
     assert balanced(scores, labels, 6) == [0, 4, 6, 7, 1, 5]
     assert sorted(balanced(scores, labels, 100)) == list(range(8))
     assert balanced(scores, labels, 0) == [] and balanced([], [], 3) == []
+    assert hardest(None, None, [], 3) == []  # no usable clip: an empty set, not a traceback
 
 
 def test_hard_clips_keeps_the_rows_with_the_least_likely_answer_token(toy, tmp_path):

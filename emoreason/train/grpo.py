@@ -145,6 +145,8 @@ def hardest(model, collator, rows: list[dict], n: int, batch_size: int = 8, bf16
     answer), an equal share of each label (:func:`balanced`). One forward pass per row, no sampling, so it costs a
     fraction of one rollout per clip (Facial-R1 and DAPO drop the prompts every completion gets right; this ranks
     them before training instead of resampling)."""
+    if not rows or n <= 0:
+        return []
     was_training, device = model.training, next(model.parameters()).device
     model.eval()
     worst = []
