@@ -184,6 +184,31 @@ def test_au_tokens_say_what_the_au_head_read_in_the_lm_embedding_of_the_au_names
     assert connector.au_code_embedding.grad.abs().sum() > 0
 
 
+def test_the_none_token_says_whether_any_au_moved():
+    """face_au_none_token: one more token after the AU tokens, q * none + (1 - q) * any, q = prod(1 - p)."""
+    model, processor = build_tiny(seed=0, face_au_tokens=True, face_au_none_token=True)
+    config, connector = model.config, model.face_connector
+    assert config.num_face_tokens == config.num_compressed_face_tokens + len(config.au_codes) + 1
+    assert processor.num_face_tokens == config.num_face_tokens
+    connector.init_au_embeddings(model.get_input_embeddings(), processor.tokenizer, config.au_codes)
+    embed = model.get_input_embeddings().weight
+    assert torch.allclose(connector.au_any_embedding, embed[processor.tokenizer(" AU", add_special_tokens=False)["input_ids"]].mean(0))
+    assert torch.allclose(connector.au_none_embedding, connector.au_off_embedding)  # " no"
+    tokens = torch.randn(3, config.num_compressed_face_tokens, config.face_config.hidden_size)
+    logits = torch.full((3, len(config.au_codes)), -30.0)
+    logits[1, 3] = 30.0  # one AU moved
+    logits[2] = 0.0  # every AU at p 0.5: q = 0.5 ** A
+    none = connector(tokens, logits)[:, -1]
+    assert torch.allclose(none[0], connector.au_none_embedding, atol=1e-5)
+    assert torch.allclose(none[1], connector.au_any_embedding, atol=1e-5)
+    q = 0.5 ** len(config.au_codes)
+    assert torch.allclose(none[2], q * connector.au_none_embedding + (1 - q) * connector.au_any_embedding, atol=1e-5)
+    batch = _batch(processor, answer="<think>no</think>")  # the whole model: placeholders match, loss trains it
+    model(**_inputs(batch), labels=batch["input_ids"].clone()).loss.backward()
+    assert connector.au_none_embedding.grad.abs().sum() > 0
+    assert EmoReasonConfig(face_au_none_token=True).num_face_tokens == EmoReasonConfig().num_face_tokens  # needs AU tokens
+
+
 def test_config_limits():
     with pytest.raises(ValueError, match="face tokens"):
         EmoReasonConfig(face_temporal_slots=6)  # 6 regions x 6 slots = 36 > 32

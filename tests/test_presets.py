@@ -141,14 +141,17 @@ def test_smol_forward_with_face_crops_and_audio(smol):
 
 
 @pytest.mark.real_weights
-def test_smol_au_tokens_and_answer_tags_start_from_the_lms_embedding_of_their_names(smol):
+def test_smol_au_tokens_none_token_and_answer_tags_start_from_the_lms_embedding_of_their_names(smol):
     import re
 
     from emoreason.model.tokenizer import TAG_TOKENS
 
     model = load_checkpoint(smol)
     config, tokenizer = model.config, EmoReasonProcessor.from_pretrained(smol).tokenizer
-    assert config.face_au_tokens and config.num_face_tokens == config.num_compressed_face_tokens + len(config.au_codes)
+    assert config.face_au_tokens and config.face_au_none_token  # the AU tokens, then the none token
+    assert config.num_face_tokens == config.num_compressed_face_tokens + len(config.au_codes) + 1
+    connector = model.face_connector
+    assert torch.allclose(connector.au_none_embedding, connector.au_off_embedding)  # " no"
     embed = model.get_input_embeddings().weight
     for tag in TAG_TOKENS:  # "<think>" starts at the mean of "<", "think", ">"
         ids = [i for piece in re.findall(r"</?|\w+|>", tag) for i in tokenizer(piece, add_special_tokens=False)["input_ids"]]

@@ -115,6 +115,17 @@ AU_F1_CASES = [
     (SMILE, {"aus": {"AU6": 3.0, "AU12": 3.0}}, 1.0),
     # Conversational completion.
     (chat(SMILE), {"aus": gold(AU6=3.0, AU12=4.0)}, 1.0),
+    # A compact observation line must agree too: the lower of the JSON's and the observations' F1 (v11's hack:
+    # the gold "no AU" in the JSON, AU1 in the reasoning the conclusion follows).
+    (answer("contempt", think="Observations: AU1 D. Conclusion: contempt."), {"aus": gold(AU1=0, AU14=0)}, 0.0),
+    (answer("neutral", think="Observations: no Action Unit active. Conclusion: neutral."), {"aus": gold(AU1=0)}, 1.0),
+    (answer("happiness", {"AU6": 3, "AU12": 3}, think="Observations: AU6 C. Conclusion: happiness."),
+     {"aus": gold(AU6=3.0, AU12=3.0)}, 2 / 3),
+    (answer("happiness", {"AU6": 3, "AU12": 3}, think="Observations: AU6 C, AU12 C. Conclusion: happiness."),
+     {"aus": gold(AU6=3.0, AU12=3.0)}, 1.0),
+    # Free-form reasoning (the FACS reasoner's, which names AUs it did not see) is not read.
+    (answer("happiness", {"AU6": 3, "AU12": 3}, think="Observations:\n- AU6 raised\n- AU4 not visible"),
+     {"aus": gold(AU6=3.0, AU12=3.0, AU4=0)}, 1.0),
 ]
 
 FACS_CASES = [

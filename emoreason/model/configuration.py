@@ -44,6 +44,8 @@ class EmoReasonConfig(PreTrainedConfig):
         au_loss_weight: weight of the AU head's auxiliary loss when AU labels are given.
         face_au_tokens: after the compressed tokens, one token per AU in the LM's own embedding of the AU's name,
             weighted by the AU head's probability (:class:`emoreason.model.connector.FaceConnector`).
+        face_au_none_token: with ``face_au_tokens``, one more token after them that says whether any AU moved
+            (its weight the probability that none did).
         freeze_towers: keep the face and audio towers frozen (the default for training).
     """
 
@@ -70,6 +72,7 @@ class EmoReasonConfig(PreTrainedConfig):
     au_codes: list[str] | None = None
     au_loss_weight: float = 0.5
     face_au_tokens: bool = False
+    face_au_none_token: bool = False
     freeze_towers: bool = True
     tie_word_embeddings: bool = False
 
@@ -110,8 +113,11 @@ class EmoReasonConfig(PreTrainedConfig):
 
     @property
     def num_face_tokens(self) -> int:
-        """LM positions a ``<face>`` takes: the compressed tokens, then one AU token per AU with ``face_au_tokens``."""
-        return self.num_compressed_face_tokens + (len(self.au_codes) if self.face_au_tokens else 0)
+        """LM positions a ``<face>`` takes: the compressed tokens, then one AU token per AU with ``face_au_tokens``
+        (and the none token with ``face_au_none_token``)."""
+        if not self.face_au_tokens:
+            return self.num_compressed_face_tokens
+        return self.num_compressed_face_tokens + len(self.au_codes) + bool(self.face_au_none_token)
 
 
 __all__ = ["EmoReasonConfig", "MAX_FACE_TOKENS", "MAX_AUDIO_TOKENS"]

@@ -16,18 +16,28 @@ class FaceConnector(nn.Module):
     the compressed tokens carry the AUs (a linear probe reads the emotion of 0.96 of held-out clips after 150
     steps), but the LM, reading them through the MLP alone, learned to write fluent answers of the wrong emotion;
     the AU tokens give it something it can copy.
+
+    With ``none_token``, one more token after the AU tokens says whether any AU moved: ``q * none + (1 - q) * any``
+    with ``q = prod(1 - p)`` over the AUs, ``none`` started as " no" and ``any`` as " AU". A neutral face is the
+    absence of every AU token's code, and " no" is in every clip's AU tokens, so it tells the LM nothing: with AU
+    tokens alone the smol LM's first observation token (" no" for a neutral clip, " AU" otherwise) did not depend
+    on the face (the learning proof's v11 run, BENCHMARKS.md).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, num_aus: int = 0):
+    def __init__(self, in_dim: int, out_dim: int, num_aus: int = 0, none_token: bool = False):
         super().__init__()
         self.proj = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
         self.num_aus = num_aus
+        self.none_token = bool(num_aus and none_token)
         if num_aus:
             self.au_code_embedding = nn.Parameter(torch.randn(num_aus, out_dim) * 0.02)
             self.au_off_embedding = nn.Parameter(torch.zeros(out_dim))
+        if self.none_token:
+            self.au_none_embedding = nn.Parameter(torch.zeros(out_dim))
+            self.au_any_embedding = nn.Parameter(torch.randn(out_dim) * 0.02)
 
     def forward(self, tokens: torch.Tensor, au_logits: torch.Tensor | None = None) -> torch.Tensor:
-        """``[B, K, Dv]`` (and ``au_logits [B, A]`` with AU tokens) -> ``[B, K (+ A), Dt]``."""
+        """``[B, K, Dv]`` (and ``au_logits [B, A]`` with AU tokens) -> ``[B, K (+ A (+ 1)), Dt]``."""
         projected = self.proj(tokens)
         if not self.num_aus:
             return projected
@@ -36,18 +46,28 @@ class FaceConnector(nn.Module):
             raise ValueError(f"au_logits: expected [B, {self.num_aus}] for the AU tokens, got {got}")
         present = torch.sigmoid(au_logits.float()).to(projected.dtype)[..., None]  # [B, A, 1]
         au_tokens = present * self.au_code_embedding + (1 - present) * self.au_off_embedding  # [B, A, Dt]
+        if self.none_token:
+            none = nn.functional.logsigmoid(-au_logits.float()).sum(-1).exp().to(projected.dtype)[:, None, None]
+            au_tokens = torch.cat([au_tokens, none * self.au_none_embedding + (1 - none) * self.au_any_embedding], 1)
         return torch.cat([projected, au_tokens.to(projected.dtype)], dim=1)
 
     @torch.no_grad()
     def init_au_embeddings(self, embeddings: nn.Module, tokenizer, au_codes) -> None:
         """Start the AU tokens from the LM's input ``embeddings``: each code as the mean embedding of its name's
-        tokens (" AU12" -> " AU", "1", "2"), weighted towards the last so "AU1" and "AU12" differ; off as " no"."""
+        tokens (" AU12" -> " AU", "1", "2"), weighted towards the last so "AU1" and "AU12" differ; off and none as
+        " no", any as " AU"."""
         weight = embeddings.weight
         for i, code in enumerate(au_codes):
             ids = tokenizer(f" {code}", add_special_tokens=False)["input_ids"]
             mix = torch.arange(1, len(ids) + 1, dtype=torch.float32, device=weight.device)
             self.au_code_embedding[i] = (weight[ids].float() * (mix / mix.sum())[:, None]).sum(0)
-        self.au_off_embedding.copy_(weight[tokenizer(" no", add_special_tokens=False)["input_ids"]].float().mean(0))
+        def embed(text: str) -> torch.Tensor:
+            return weight[tokenizer(text, add_special_tokens=False)["input_ids"]].float().mean(0)
+
+        self.au_off_embedding.copy_(embed(" no"))
+        if self.none_token:
+            self.au_none_embedding.copy_(embed(" no"))
+            self.au_any_embedding.copy_(embed(" AU"))
 
 
 class AudioConnector(nn.Module):

@@ -56,7 +56,8 @@ def build_media_modules(config: EmoReasonConfig) -> dict[str, nn.Module]:
         "face_tower": face_tower,
         "face_compressor": compressor,
         "audio_tower": AudioTower(config.audio_config),
-        "face_connector": FaceConnector(face_dim, text_dim, len(config.au_codes) if config.face_au_tokens else 0),
+        "face_connector": FaceConnector(face_dim, text_dim, len(config.au_codes) if config.face_au_tokens else 0,
+                                        none_token=config.face_au_none_token),
         "audio_connector": AudioConnector(audio_dim, text_dim, config.num_audio_tokens),
     }
 

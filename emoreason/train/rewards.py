@@ -15,6 +15,7 @@ Arrow stores a dict column as a struct, filling each row's missing codes with nu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 from emoreason.answer import Prediction, parse_answer
@@ -22,6 +23,10 @@ from emoreason.au import LABEL_SPACES, LabelSpace
 from emoreason.metrics import au_f1, emotion_correct, facs_consistent, faithfulness, format_valid
 
 Reward = Callable[..., list[float | None]]
+# the compact target's observation line (emoreason.train.data.compact_target): "Observations: AU6 C, AU12 B." or
+# "Observations: no Action Unit active."; the FACS reasoner's longer rationales do not match it
+_AU_ITEM = r"AU\d{1,2}(?: [A-E])?"
+_OBSERVATIONS = re.compile(rf"Observations:\s*(no Action Unit active|{_AU_ITEM}(?:, {_AU_ITEM})*)\s*\.")
 LENGTH_BAND = (20, 200)  # reasoning words scoring 1.0; the reward falls to 0 at 0 words and at twice the maximum
 
 
@@ -81,11 +86,30 @@ def emotion_reward(completions, labels, label_space=None, **kwargs) -> list[floa
     return [emotion_correct(p, g or [], s) for (p, s), g in zip(_parse(completions, label_space), gold)]
 
 
+def observed_aus(reasoning: str) -> dict[str, None] | None:
+    """The AUs of a compact observation line (``{code: None}``; ``{}`` for "no Action Unit active"), ``None``
+    when the reasoning has no such line."""
+    match = _OBSERVATIONS.search(reasoning or "")
+    if match is None:
+        return None
+    return {} if match[1].startswith("no ") else {item.split()[0]: None for item in match[1].split(", ")}
+
+
 def au_f1_reward(completions, aus, **kwargs) -> list[float | None]:
     """:func:`~emoreason.metrics.au_f1` of the answer's AUs against the gold ``aus``; ``None`` where no AU is
-    annotated."""
+    annotated.
+
+    Where the reasoning has a compact observation line (:func:`observed_aus`), the reward is the lower of the JSON's
+    F1 and the observations' F1: otherwise GRPO learned to write the gold AUs in the JSON while the reasoning,
+    which the conclusion follows, cited others ("Observations: AU1 D. Conclusion: contempt." with ``"aus": []`` on
+    neutral clips; the learning proof's v11 run, BENCHMARKS.md)."""
     gold = _column(aus, len(completions), "aus")
-    return [au_f1(p, _au_dict(g)) for (p, _), g in zip(_parse(completions, None), gold)]
+    rewards: list[float | None] = []
+    for (pred, _), row in zip(_parse(completions, None), gold):
+        score = au_f1(pred, _au_dict(row))
+        observed = observed_aus(pred.reasoning) if score is not None else None
+        rewards.append(score if observed is None else min(score, au_f1(observed, _au_dict(row))))
+    return rewards
 
 
 def facs_consistency_reward(completions, label_space=None, aus=None, **kwargs) -> list[float | None]:
