@@ -57,13 +57,14 @@ class FaceConnector(nn.Module):
         tokens (" AU12" -> " AU", "1", "2"), weighted towards the last so "AU1" and "AU12" differ; off and none as
         " no", any as " AU"."""
         weight = embeddings.weight
+
+        def embed(text: str) -> torch.Tensor:
+            return weight[tokenizer(text, add_special_tokens=False)["input_ids"]].float().mean(0)
+
         for i, code in enumerate(au_codes):
             ids = tokenizer(f" {code}", add_special_tokens=False)["input_ids"]
             mix = torch.arange(1, len(ids) + 1, dtype=torch.float32, device=weight.device)
             self.au_code_embedding[i] = (weight[ids].float() * (mix / mix.sum())[:, None]).sum(0)
-        def embed(text: str) -> torch.Tensor:
-            return weight[tokenizer(text, add_special_tokens=False)["input_ids"]].float().mean(0)
-
         self.au_off_embedding.copy_(embed(" no"))
         if self.none_token:
             self.au_none_embedding.copy_(embed(" no"))
