@@ -98,6 +98,8 @@ def test_hard_clips_round_samples_and_retrains_on_the_clips_the_model_is_least_s
     assert run_round(_recipe(toy, hard_clips=2), args)["sampling"]["already_done"] == 2 and len(ranked) == 1
     with pytest.raises(RecipeError, match="hard_clips"):
         _recipe(toy, hard_clips=-1)
+    with pytest.raises(RecipeError, match="hard_score"):
+        _recipe(toy, hard_score="loss")
 
 
 def test_real_model_samples_are_scored(toy, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import subprocess
 import sys
@@ -86,33 +87,45 @@ def test_balanced_takes_the_hardest_of_every_label_in_turn():
     assert hardest(None, None, [], 3) == []  # no usable clip: an empty set, not a traceback
 
 
-def test_hard_clips_keeps_the_rows_with_the_least_likely_answer_token(toy, tmp_path):
+@pytest.mark.parametrize("score", ["label", "worst_token"])
+def test_hard_clips_keeps_the_rows_grpo_learns_most_from(toy, tmp_path, score):
     from emoreason.train.sft import Collator
 
-    trainer, processor, _ = build_trainer(_recipe(toy, hard_clips=2), _args(tmp_path))
+    trainer, processor, _ = build_trainer(_recipe(toy, hard_clips=2, hard_score=score), _args(tmp_path))
     chosen = json.loads((tmp_path / "run" / "hard_clips.json").read_text())
     assert len(chosen) == 2 and len(trainer.train_dataset) == 2
     assert sorted(json.loads(r)["id"] for r in trainer.train_dataset["row"]) == sorted(chosen)
-    # the same ranking, one row at a time: each row's largest token cross-entropy on its target answer
+    # the same ranking, one row at a time: "worst_token", each row's largest token cross-entropy on its target
+    # answer; "label", p(1-p) of the gold label's first token where the answer first writes it
     recipe = _recipe(toy)
     cache = load_processor_and_cache(recipe)[1]
     rows, _ = load_rows(recipe, cache)
-    collator, model = Collator(processor, cache, recipe.target), trainer.model.eval()
-    worst = {}
+    collator, model, tok = Collator(processor, cache, recipe.target), trainer.model.eval(), processor.tokenizer
+    expected, written = {}, 0
     with torch.no_grad():
         for row in rows:
             batch = collator([{"row": json.dumps(row)}])
             labels, _ = batch.pop("labels"), batch.pop("au_labels")
             logits = model(**batch).logits[0, :-1]
             targets = labels[0, 1:]
-            nll = torch.nn.functional.cross_entropy(logits[targets != -100], targets[targets != -100], reduction="none")
-            worst[row["id"]] = float(nll.max())
-    expected = balanced([worst[r["id"]] for r in rows], [tuple(r["labels"]) for r in rows], 2)
-    assert sorted(chosen) == sorted(rows[i]["id"] for i in expected)
+            answer = targets[targets != -100]
+            nll = torch.nn.functional.cross_entropy(logits[targets != -100], answer, reduction="none")
+            firsts = [tok(text, add_special_tokens=False)["input_ids"][0] for text in (" " + row["labels"][0],
+                                                                                      row["labels"][0])]  # fmt: skip
+            at = torch.isin(answer, torch.tensor(firsts)).nonzero()
+            if score == "label" and len(at):
+                written += 1
+                p = math.exp(-float(nll[at[0, 0]]))
+                expected[row["id"]] = p * (1 - p)
+            else:
+                expected[row["id"]] = float(nll.max())
+    assert score == "worst_token" or written == len(rows)  # every answer names its label: scored by it
+    order = balanced([expected[r["id"]] for r in rows], [tuple(r["labels"]) for r in rows], 2)
+    assert sorted(chosen) == sorted(rows[i]["id"] for i in order)
     assert len({tuple(r["labels"]) for r in rows if r["id"] in chosen}) == 2  # two labels, not the two hardest rows
     # a resumed run trains on the same clips (the ranking is not redone on the moved weights)
     (tmp_path / "run" / "checkpoint-1").mkdir()
-    trainer, _, _ = build_trainer(_recipe(toy, hard_clips=2), _args(tmp_path))
+    trainer, _, _ = build_trainer(_recipe(toy, hard_clips=2, hard_score=score), _args(tmp_path))
     assert sorted(json.loads(r)["id"] for r in trainer.train_dataset["row"]) == sorted(chosen)
 
 
@@ -125,6 +138,7 @@ def test_hard_clips_keeps_the_rows_with_the_least_likely_answer_token(toy, tmp_p
         ({"label_space": "colours"}, "label_space"),
         ({"crops": "whole"}, "crops"),
         ({"target": "essay"}, "target"),
+        ({"hard_score": "loss"}, "hard_score"),
     ],
 )
 def test_recipe_errors_name_the_field(toy, change, field):

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/probes/smol_neutral.py warm 300 1000 3000     # face warm-up from the base model
     .venv/bin/python benchmarks/probes/smol_neutral.py head CHECKPOINT...     # a trained checkpoint's AU head
     .venv/bin/python benchmarks/probes/smol_neutral.py conclusion CHECKPOINT  # teacher-forced conclusion
+    .venv/bin/python benchmarks/probes/smol_neutral.py labels CHECKPOINT      # p(gold label) at "Conclusion:"
     .venv/bin/python benchmarks/probes/smol_neutral.py answers CHECKPOINT...  # greedy answers, neutral clips
 
 On a bench_learning run's toy data (``--run``, default results/bench_smol_v8: its data, cache and base model;
@@ -101,6 +102,35 @@ class Probe:
                           f"[{first[0]:+.2f}, {first[-1]:+.2f}]; writes ' no' {sum(g > 0 for g in first)}/{len(first)}",
                           flush=True)  # fmt: skip
 
+    def labels(self, n_train: int) -> None:
+        """Teacher-forced on the gold answer: the probability of each label's first token right after
+        "Conclusion:", renormalised over the label space; per gold label, the mean p(gold), how often it is the
+        argmax, what it is mistaken for, and the mean p(1-p) (a GRPO group's emotion-reward variance)."""
+        tok = self.processor.tokenizer
+        names = sorted({x["emotion"] for x in self.train})
+        ids = [tok(f" {w}", add_special_tokens=False)["input_ids"][0] for w in names]
+        assert len(set(ids)) == len(ids), "labels share a first token"
+        marker = tok(" Conclusion:", add_special_tokens=False)["input_ids"]
+        for split, rows in (("test", self.test), (f"train[:{n_train}]", self.train[:n_train])):
+            by = collections.defaultdict(list)
+            for start in range(0, len(rows), 8):
+                b = self.batch(rows[start : start + 8])
+                b.pop("au_labels", None)
+                with torch.no_grad():
+                    logits = self.model(**{k: v for k, v in b.items() if k != "labels"}).logits
+                for i, seq in enumerate(b["input_ids"].tolist()):
+                    at = next(j for j in range(len(seq)) if seq[j : j + len(marker)] == marker) + len(marker) - 1
+                    p = logits[i, at].float()[ids].softmax(-1)
+                    gold = rows[start + i]["emotion"]
+                    by[gold].append((p[names.index(gold)].item(), names[int(p.argmax())]))
+            print(split, flush=True)
+            for gold in names:
+                ps = [p for p, _ in by[gold]]
+                wrong = collections.Counter(a for _, a in by[gold] if a != gold)
+                print(f"  {gold:9s} n {len(ps):3d} mean p {sum(ps) / len(ps):.3f} argmax right "
+                      f"{sum(a == gold for _, a in by[gold]) / len(ps):.2f} p(1-p) {sum(p * (1 - p) for p in ps) / len(ps):.3f} "
+                      f"in [.05,.95] {sum(0.05 < p < 0.95 for p in ps)} mistaken for {dict(wrong)}", flush=True)  # fmt: skip
+
     @staticmethod
     def with_au14(row: dict, au14: float) -> dict:
         out = copy.deepcopy(row)
@@ -123,9 +153,10 @@ def answers(run: Path, checkpoints: list[Path]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["warm", "head", "conclusion", "answers"])
+    parser.add_argument("what", choices=["warm", "head", "conclusion", "labels", "answers"])
     parser.add_argument("args", nargs="+", help="warm-up steps (warm) or checkpoints")
     parser.add_argument("--run", type=Path, default=Path("results/bench_smol_v8"))
+    parser.add_argument("--train", type=int, default=200, help="labels: training clips to probe too (the first N)")
     args = parser.parse_args()
     if args.what == "answers":
         return answers(args.run, [Path(a) for a in args.args])
@@ -139,7 +170,12 @@ def main() -> None:
         return None
     for checkpoint in map(Path, args.args):
         probe = Probe(args.run, checkpoint)
-        probe.report(probe.model, str(checkpoint)) if args.what == "head" else probe.conclusion()
+        if args.what == "head":
+            probe.report(probe.model, str(checkpoint))
+        elif args.what == "labels":
+            probe.labels(args.train)
+        else:
+            probe.conclusion()
     return None
 
 

@@ -28,6 +28,8 @@ from emoreason.train.stage import last_checkpoint, load_parts, parse_recipe, run
 
 logger = logging.getLogger(__name__)
 
+HARD_SCORES = ("label", "worst_token")
+
 
 @dataclass
 class GRPORecipe(TrainRecipe):
@@ -46,12 +48,18 @@ class GRPORecipe(TrainRecipe):
                             "starting model finds least certain (teacher-forced, no sampling); 0: every clip. A clip "
                             "the model already answers surely gives all its completions one reward: no gradient. An "
                             "equal share of each label, so the RL set keeps the split's labels"})  # fmt: skip
+    hard_score: str = field(default="label", metadata={"help": "how hard_clips ranks a clip: 'label', the "
+                            "variance p(1-p) of a sampled label being right, p the teacher-forced probability of the "
+                            "gold label where the target first writes it (the emotion reward's spread in a group); "
+                            "'worst_token', the largest per-token loss of the target answer"})  # fmt: skip
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_reward_names(self.reward_funcs)
         if self.hard_clips < 0:
             raise RecipeError(f"hard_clips must be >= 0 (0: every clip), got {self.hard_clips}")
+        if self.hard_score not in HARD_SCORES:
+            raise RecipeError(f"hard_score: unknown {self.hard_score!r}; use one of {list(HARD_SCORES)}")
         if self.label_space not in LABEL_SPACES:
             raise RecipeError(f"label_space: unknown {self.label_space!r}; use one of {sorted(LABEL_SPACES)}")
 
@@ -126,7 +134,7 @@ def build_trainer(recipe: GRPORecipe, args):
     rows = parts.rows
     if recipe.hard_clips and recipe.hard_clips < len(rows) and not last_checkpoint(args.output_dir):
         rows = hardest(model, Collator(processor, parts.cache, recipe.target, towers), rows, recipe.hard_clips,
-                       args.per_device_train_batch_size, bf16=args.bf16)  # fmt: skip
+                       args.per_device_train_batch_size, bf16=args.bf16, score=recipe.hard_score)  # fmt: skip
         (Path(args.output_dir) / "hard_clips.json").parent.mkdir(parents=True, exist_ok=True)
         (Path(args.output_dir) / "hard_clips.json").write_text(json.dumps([r["id"] for r in rows]))
     elif recipe.hard_clips and (chosen := Path(args.output_dir) / "hard_clips.json").is_file():  # resumed: same clips
@@ -139,20 +147,31 @@ def build_trainer(recipe: GRPORecipe, args):
 
 
 @torch.no_grad()
-def hardest(model, collator, rows: list[dict], n: int, batch_size: int = 8, bf16: bool = False) -> list[dict]:
-    """The ``n`` rows whose target answer (the SFT collator's, teacher-forced) has the least likely token under
-    ``model`` (its largest per-token cross-entropy, the point where a sampled completion most often leaves the
-    answer), an equal share of each label (:func:`balanced`). One forward pass per row, no sampling, so it costs a
-    fraction of one rollout per clip (Facial-R1 and DAPO drop the prompts every completion gets right; this ranks
-    them before training instead of resampling)."""
+def hardest(
+    model, collator, rows: list[dict], n: int, batch_size: int = 8, bf16: bool = False, score: str = "label"
+) -> list[dict]:
+    """The ``n`` rows GRPO learns most from, an equal share of each label (:func:`balanced`), ranked teacher-forced
+    on the SFT collator's target answer (one forward pass per row, no sampling: a fraction of one rollout per clip).
+
+    ``score="label"``: p(1-p), p the probability of the gold label's first token where the answer first writes it
+    (the compact target's "Conclusion: happiness"): the variance of a sampled completion's emotion reward, so a
+    clip the model always gets right or always gets wrong (every completion in its group tied, no gradient) ranks
+    last, one it is torn on first (Facial-R1 and DAPO drop the prompts every completion gets right; this ranks them
+    before training instead of resampling). A row whose answer never writes its label falls back to
+    ``"worst_token"``: its largest per-token cross-entropy, where a sampled completion most often leaves the answer.
+    """
     if not rows or n <= 0:
         return []
+    if score not in HARD_SCORES:
+        raise ValueError(f"hardest: unknown score {score!r}; use one of {list(HARD_SCORES)}")
+    tokenizer = collator.processor.tokenizer
     was_training, device = model.training, next(model.parameters()).device
     model.eval()
-    worst = []
+    scores, fallback = [], 0
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for start in range(0, len(rows), batch_size):
-            batch = collator([{"row": json.dumps(r)} for r in rows[start : start + batch_size]])
+            chunk = rows[start : start + batch_size]
+            batch = collator([{"row": json.dumps(r)} for r in chunk])
             labels = batch.pop("labels")
             batch.pop("au_labels", None)
             out = model(**{k: v.to(device) for k, v in batch.items()}, labels=labels.to(device))
@@ -161,15 +180,33 @@ def hardest(model, collator, rows: list[dict], n: int, batch_size: int = 8, bf16
                 raise RuntimeError("hardest: logits do not align with the labelled positions")
             scored = targets != -100
             nll = torch.nn.functional.cross_entropy(out.logits.float(), targets[scored].to(device), reduction="none")
-            row_of = scored.nonzero()[:, 0].to(device)
-            per_row = torch.full((len(labels),), float("-inf"), device=device).scatter_reduce(0, row_of, nll, "amax")
-            worst += per_row.tolist()
+            for i, (row, row_nll) in enumerate(zip(chunk, nll.split(scored.sum(1).tolist()))):
+                at = _label_position(tokenizer, row, targets[i][scored[i]].tolist()) if score == "label" else None
+                if at is None:
+                    fallback += score == "label"
+                    scores.append(row_nll.max().item())
+                else:
+                    p = math.exp(-row_nll[at].item())
+                    scores.append(p * (1 - p))
     model.train(was_training)
-    order = balanced(worst, [tuple(r.get("labels") or ()) for r in rows], n)
-    logger.info("hard_clips: %d of %d rows, worst-token loss %.3f..%.3f (median of all %.3f), per label %s", n,
-                len(rows), min(worst[i] for i in order), max(worst[i] for i in order), sorted(worst)[len(worst) // 2],
+    order = balanced(scores, [tuple(r.get("labels") or ()) for r in rows], n)
+    logger.info("hard_clips by %s: %d of %d rows, score %.3f..%.3f (median of all %.3f)%s, per label %s", score, n,
+                len(rows), min(scores[i] for i in order), max(scores[i] for i in order),
+                sorted(scores)[len(scores) // 2], f", {fallback} by worst token (label not written)" if fallback else "",
                 dict(Counter("/".join(rows[i].get("labels") or ()) for i in order)))  # fmt: skip
     return [rows[i] for i in sorted(order)]
+
+
+def _label_position(tokenizer, row: dict, answer: list[int]) -> int | None:
+    """Index in ``answer`` (a row's labelled token ids) of the first token of its first label where the answer
+    first writes it (with or without a leading space); None where it never does."""
+    label = (row.get("labels") or [None])[0]
+    if not label:
+        return None
+    firsts = {
+        ids[0] for text in (f" {label}", label) if (ids := tokenizer(text, add_special_tokens=False)["input_ids"])
+    }
+    return next((j for j, token in enumerate(answer) if token in firsts), None)
 
 
 def balanced(scores: list[float], groups: list, n: int) -> list[int]:

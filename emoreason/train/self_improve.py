@@ -48,6 +48,8 @@ class SelfImproveRecipe(SFTRecipe):
                                                                   "<output_dir>/data)"})  # fmt: skip
     hard_clips: int = field(default=0, metadata={"help": "sample only the N training clips the model is least "
                                                          "sure of and retrain on them (0: every clip)"})  # fmt: skip
+    hard_score: str = field(default="label", metadata={"help": "how hard_clips ranks a clip (as GRPO's: 'label' "
+                                                               "or 'worst_token')"})  # fmt: skip
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -63,6 +65,10 @@ class SelfImproveRecipe(SFTRecipe):
             raise RecipeError(f"threshold: the total reward is a weighted mean in [0, 1], got {self.threshold}")
         if self.hard_clips < 0:
             raise RecipeError(f"hard_clips must be >= 0 (0: every clip), got {self.hard_clips}")
+        from emoreason.train.grpo import HARD_SCORES
+
+        if self.hard_score not in HARD_SCORES:
+            raise RecipeError(f"hard_score: unknown {self.hard_score!r}; use one of {list(HARD_SCORES)}")
 
     @property
     def weights(self) -> dict[str, float]:
@@ -127,7 +133,7 @@ def _hardest_samples(recipe: SelfImproveRecipe, model, processor, cache, samples
     usable = [s for s in samples if cache.get(s) is not None]
     towers = TowerCache(model, recipe.cache_dir) if TowerCache.is_frozen(model) else None
     rows = hardest(model, Collator(processor, cache, recipe.target, towers), [s.to_dict() for s in usable],
-                   recipe.hard_clips, batch_size=recipe.sample_batch_size)  # fmt: skip
+                   recipe.hard_clips, batch_size=recipe.sample_batch_size, score=recipe.hard_score)  # fmt: skip
     picked = [Sample.from_dict(row) for row in rows]
     if chosen is not None:
         with ResumableWriter(chosen, overwrite=True) as writer:
