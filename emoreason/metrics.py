@@ -141,6 +141,18 @@ def au_f1(pred_aus: AUInput, gold: Mapping[str, float | None], threshold: float 
     return _f1(*_au_counts(pred, gold, gold, threshold), empty=1.0)
 
 
+def au_intensity_agreement(pred_aus: AUInput, gold: Mapping[str, float | None], tolerance: float = 0.0) -> float | None:
+    """How strongly, where :func:`au_f1` says which: ``1 - mean error / 5`` on the 0-5 scale, the error
+    ``max(|stated - gold| - tolerance, 0)`` (each capped at 5), over the AUs ``gold`` marks present with a known
+    intensity that the prediction states an intensity for; ``None`` where there are none (occurrence-only gold, or
+    none of its AUs named). ``tolerance``: the rounding of a stated level (0.5 for a FACS letter, A = 1 ... E = 5).
+    """
+    gold = {c: v for c, v in _intensities(gold).items() if v is not None and v >= AU_ACTIVE_THRESHOLD}
+    pred = _intensities(pred_aus)
+    errors = [min(max(abs(pred[c] - v) - tolerance, 0.0), 5.0) for c, v in gold.items() if pred.get(c) is not None]
+    return 1.0 - sum(errors) / len(errors) / 5.0 if errors else None
+
+
 def facs_consistent(pred: Prediction, label_space: LabelSpace | str = "basic") -> float | None:
     """1.0 if the AUs behind the answer support its emotion (``reasoning.scoring.supports``), else 0.0.
 

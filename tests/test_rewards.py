@@ -11,12 +11,14 @@ from emoreason.data.schema import Sample
 from emoreason.train.rewards import (
     REWARDS,
     au_f1_reward,
+    au_intensity_reward,
     emotion_reward,
     facs_consistency_reward,
     faithfulness_reward,
     format_reward,
     get_rewards,
     length_reward,
+    observed_aus,
     total_reward,
 )
 
@@ -192,12 +194,36 @@ LENGTH_CASES = [
     (chat(answer("happy", think=WORDS)), {}, 1.0),
 ]
 
+AU_INTENSITY_CASES = [
+    # Stated intensities equal the gold ones.
+    (SMILE, {"aus": gold(AU6=3.0, AU12=3.5)}, 1.0),
+    # Off by 1 on one of two AUs: 1 - 0.5 / 5.
+    (SMILE, {"aus": gold(AU6=4.0, AU12=3.5)}, 0.9),
+    # Each error counts up to the scale's 5 (a gold 1.0 stated 5.0: 1 - 4 / 5).
+    (answer("happiness", {"AU12": 5.0}), {"aus": gold(AU12=1.0)}, 0.2),
+    # Not applicable: occurrence-only gold, no gold-present AU, none of them named, no answer.
+    (SMILE, {"aus": gold(AU6=None, AU12=None)}, None),
+    (SMILE, {"aus": gold(AU4=0)}, None),
+    (answer("neutral"), {"aus": gold(AU12=3.0)}, None),
+    ("<think>AU12</think>", {"aus": gold(AU12=3.0)}, None),
+    (SMILE, {"aus": []}, None),
+    # A compact line's letters are held to the gold within their rounding (D = 4 for 4.4: no error)...
+    (answer("happiness", {"AU6": 4.0, "AU12": 4.4}, think="Observations: AU6 D, AU12 D. Conclusion: happiness."),
+     {"aus": gold(AU6=4.0, AU12=4.4)}, 1.0),
+    # ... and the lower of the two counts: v15's GRPO answer, JSON 2.5 for a gold 4.4 under a letter D
+    (answer("sadness", {"AU1": 2.5}, think="Observations: AU1 D. Conclusion: sadness."), {"aus": gold(AU1=4.4)},
+     1 - 1.9 / 5),
+    (answer("sadness", {"AU1": 4.4}, think="Observations: AU1 A. Conclusion: sadness."), {"aus": gold(AU1=4.4)},
+     1 - 2.9 / 5),
+]
+
 CASES = [
     pytest.param(fn, *case, id=f"{fn.__name__}-{i}")
     for fn, table in [
         (format_reward, FORMAT_CASES),
         (emotion_reward, EMOTION_CASES),
         (au_f1_reward, AU_F1_CASES),
+        (au_intensity_reward, AU_INTENSITY_CASES),
         (facs_consistency_reward, FACS_CASES),
         (faithfulness_reward, FAITHFULNESS_CASES),
         (length_reward, LENGTH_CASES),
@@ -236,8 +262,15 @@ def test_length_band_via_partial():
     assert short([answer("happy", think=" ".join(["w"] * 15))]) == [0.5]
 
 
+def test_observed_aus_reads_the_letters_as_levels():
+    assert observed_aus("Observations: AU6 C, AU12 E. Conclusion: happiness.") == {"AU6": 3.0, "AU12": 5.0}
+    assert observed_aus("Observations: AU6, AU12 B.") == {"AU6": None, "AU12": 2.0}
+    assert observed_aus("Observations: no Action Unit active. Conclusion: neutral.") == {}
+    assert observed_aus("Cheeks raised (AU6).") is None and observed_aus(None) is None
+
+
 def test_registry_names_match_logged_names():
-    assert list(REWARDS) == ["format", "emotion", "au_f1", "facs_consistency", "faithfulness", "length"]
+    assert list(REWARDS) == ["format", "emotion", "au_f1", "au_intensity", "facs_consistency", "faithfulness", "length"]
     for name, fn in REWARDS.items():
         assert fn.__name__ == f"{name}_reward"  # TRL logs rewards/<__name__>/mean
     assert get_rewards(["emotion", "format"]) == [emotion_reward, format_reward]
@@ -262,7 +295,7 @@ def test_total_reward_renormalises_over_applicable_rewards():
 def test_total_reward_on_a_schema_row():
     row = Sample(dataset="toy", media="a.mp4", labels=["happy"], aus=gold(AU6=3.0, AU12=4.0)).to_dict()
     weights = dict.fromkeys(REWARDS, 1.0)
-    smile = answer("happiness", {"AU6": 3.0, "AU12": 3.5}, think="AU6 and AU12 are active. " + WORDS)
+    smile = answer("happiness", {"AU6": 3.0, "AU12": 4.0}, think="AU6 and AU12 are active. " + WORDS)
     assert total_reward(chat(smile), row, weights) == pytest.approx(1.0)  # faithfulness: no evidence, dropped
     assert total_reward("garbage", row, weights) == 0.0
 

@@ -20,7 +20,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 from emoreason.answer import Prediction, parse_answer
 from emoreason.au import LABEL_SPACES, LabelSpace
-from emoreason.metrics import au_f1, emotion_correct, facs_consistent, faithfulness, format_valid
+from emoreason.metrics import (
+    au_f1,
+    au_intensity_agreement,
+    emotion_correct,
+    facs_consistent,
+    faithfulness,
+    format_valid,
+)
 
 Reward = Callable[..., list[float | None]]
 # the compact target's observation line (emoreason.train.data.compact_target): "Observations: AU6 C, AU12 B." or
@@ -86,13 +93,16 @@ def emotion_reward(completions, labels, label_space=None, **kwargs) -> list[floa
     return [emotion_correct(p, g or [], s) for (p, s), g in zip(_parse(completions, label_space), gold)]
 
 
-def observed_aus(reasoning: str) -> dict[str, None] | None:
-    """The AUs of a compact observation line (``{code: None}``; ``{}`` for "no Action Unit active"), ``None``
-    when the reasoning has no such line."""
+def observed_aus(reasoning: str) -> dict[str, float | None] | None:
+    """The AUs of a compact observation line, ``{code: level}`` with the letter's level (A = 1 ... E = 5; ``None``
+    without a letter; ``{}`` for "no Action Unit active"), ``None`` when the reasoning has no such line."""
     match = _OBSERVATIONS.search(reasoning or "")
     if match is None:
         return None
-    return {} if match[1].startswith("no ") else {item.split()[0]: None for item in match[1].split(", ")}
+    if match[1].startswith("no "):
+        return {}
+    return {code: float("ABCDE".index(letter[0]) + 1) if letter else None
+            for code, _, letter in (item.partition(" ") for item in match[1].split(", "))}  # fmt: skip
 
 
 def au_f1_reward(completions, aus, **kwargs) -> list[float | None]:
@@ -109,6 +119,21 @@ def au_f1_reward(completions, aus, **kwargs) -> list[float | None]:
         score = au_f1(pred, _au_dict(row))
         observed = observed_aus(pred.reasoning) if score is not None else None
         rewards.append(score if observed is None else min(score, au_f1(observed, _au_dict(row))))
+    return rewards
+
+
+def au_intensity_reward(completions, aus, **kwargs) -> list[float | None]:
+    """:func:`~emoreason.metrics.au_intensity_agreement` of the stated intensities with the gold ones, over the
+    gold-present AUs the answer names (which AUs is :func:`au_f1_reward`'s; this is how strongly); ``None`` where
+    it names none of them or the gold has no intensities. A compact observation line's letters are held to it too
+    (within their rounding, 0.5), the lower of the two: GRPO with no reward on intensities moved the JSON's to
+    2.5 for a gold 4.4 while the letter stayed D (the learning proof's v15, BENCHMARKS.md)."""
+    gold = _column(aus, len(completions), "aus")
+    rewards: list[float | None] = []
+    for (pred, _), row in zip(_parse(completions, None), gold):
+        truth, letters = _au_dict(row), observed_aus(pred.reasoning)
+        scores = [au_intensity_agreement(pred, truth), au_intensity_agreement(letters, truth, tolerance=0.5)]
+        rewards.append(min((s for s in scores if s is not None), default=None))
     return rewards
 
 
@@ -150,7 +175,15 @@ def length_reward(completions, label_space=None, min_words=LENGTH_BAND[0], max_w
 
 REWARDS: dict[str, Reward] = {
     fn.__name__.removesuffix("_reward"): fn
-    for fn in (format_reward, emotion_reward, au_f1_reward, facs_consistency_reward, faithfulness_reward, length_reward)
+    for fn in (
+        format_reward,
+        emotion_reward,
+        au_f1_reward,
+        au_intensity_reward,
+        facs_consistency_reward,
+        faithfulness_reward,
+        length_reward,
+    )  # fmt: skip
 }
 
 
