@@ -181,6 +181,9 @@ def hardest(
             scored = targets != -100
             nll = torch.nn.functional.cross_entropy(out.logits.float(), targets[scored].to(device), reduction="none")
             for i, (row, row_nll) in enumerate(zip(chunk, nll.split(scored.sum(1).tolist()))):
+                if not len(row_nll):  # nothing labelled (an answer cut off entirely): ranks last
+                    scores.append(float("-inf"))
+                    continue
                 at = _label_position(tokenizer, row, targets[i][scored[i]].tolist()) if score == "label" else None
                 if at is None:
                     fallback += score == "label"
