@@ -104,6 +104,7 @@ def run_chain(preset: str, seed: int, args, data: Path, test: list, steps: dict)
         train_s = train_s if train_s is not None else scored["train_s"]
         results[stage] = {k: scored[v] for k, v in METRICS.items()} | {
             "unfinished": scored["unfinished"], "n": scored["n"], "train_s": train_s, "eval_s": scored["seconds"],
+            "rewards": {name: scored.get(name) for name in weights},  # each reward's mean (au_intensity: how strongly)
             "per_label": per_label(test, scored["clips"]),
             "examples": [{"id": s.id, "gold": s.emotion, "gold_aus": {a.code: a.intensity for a in s.aus if a.intensity},
                           "answer": text} for s, text in zip(test, scored["examples"])],
@@ -115,7 +116,7 @@ def run_chain(preset: str, seed: int, args, data: Path, test: list, steps: dict)
         results["grpo_r1"], results["grpo"] = results["grpo"], results.pop(rounds[-1][0])
         clips["grpo_r1"], clips["grpo"] = clips["grpo"], clips.pop(rounds[-1][0])
     results["paired"] = {f"{after} - {before}": {key: paired_difference(clips[before], clips[after], key)
-                                                 for key in ("reward", "emotion", "au_f1")}
+                                                 for key in ("reward", "emotion", "au_f1", *weights)}
                          for before, after in zip(STAGE_NAMES, STAGE_NAMES[1:])
                          if before in clips and after in clips}  # fmt: skip
     if (added := run_dir / "self_improve" / "final" / "self_improve.json").is_file():

@@ -145,7 +145,8 @@ def test_held_out_scores_are_kept_per_clip_for_a_paired_comparison(toy):
     scored = evaluate(str(checkpoint), test, str(root / "cache"), MediaConfig(crops="frames", evidence=False,
                       use_audio=False), weights, max_new_tokens=8, batch_size=2)  # fmt: skip
     assert [c["id"] for c in scored["clips"]] == [s.id for s in test]
-    assert {"reward", *weights} <= set(scored["clips"][0])
+    assert {"reward", "answer", *weights} <= set(scored["clips"][0])
+    assert [c["answer"] for c in scored["clips"][:len(scored["examples"])]] == scored["examples"]
     assert abs(sum(c["reward"] for c in scored["clips"]) / 3 - scored["reward"]) < 1e-3
     same = paired_difference(scored["clips"], scored["clips"])
     assert same["mean"] == 0 and same["ci95"] == [0, 0] and same["n"] == 3

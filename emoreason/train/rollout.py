@@ -72,8 +72,8 @@ def evaluate(model_path: str, samples: list[Sample], cache_dir: str, media: Medi
     """Greedy answers of a checkpoint on ``samples`` (in bf16 where the hardware has it, with the KV cache): each
     reward's mean, the mean weighted total reward (:func:`~emoreason.train.rewards.total_reward`), the share of
     answers cut at ``max_new_tokens``, the time, the first ``examples`` answers verbatim, and ``clips``: each
-    clip's id, total reward and every reward, so that two checkpoints scored on the same clips can be compared
-    clip by clip (:func:`paired_difference`)."""
+    clip's id, total reward, every reward and its answer, so that two checkpoints scored on the same clips can be
+    compared clip by clip (:func:`paired_difference`) and an answer audited or scored again without generating."""
     import time
 
     from emoreason.model.checkpoint import load_checkpoint
@@ -92,7 +92,7 @@ def evaluate(model_path: str, samples: list[Sample], cache_dir: str, media: Medi
                                                                            for key in columns[0]})
                   for name in weights} if rollouts else {}  # fmt: skip
     clips = [{"id": r.sample.id, "reward": round(total, 4)} | {name: values[i] for name, values in per_reward.items()}
-             for i, (r, total) in enumerate(zip(rollouts, totals))]  # fmt: skip
+             | {"answer": r.completion} for i, (r, total) in enumerate(zip(rollouts, totals))]  # fmt: skip
     return score(rollouts, tuple(weights)) | {
         "reward": rate(totals), "unfinished": rate(unfinished), "n": len(rollouts),
         "seconds": time.perf_counter() - start, "examples": [r.completion for r in rollouts[:examples]],
