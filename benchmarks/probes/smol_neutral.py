@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/probes/smol_neutral.py conclusion CHECKPOINT  # teacher-forced conclusion
     .venv/bin/python benchmarks/probes/smol_neutral.py labels CHECKPOINT      # p(gold label) at "Conclusion:"
     .venv/bin/python benchmarks/probes/smol_neutral.py answers CHECKPOINT...  # greedy answers, neutral clips
+    .venv/bin/python benchmarks/probes/smol_neutral.py intensity CHECKPOINT   # is how strongly in the face path?
 
 On a bench_learning run's toy data (``--run``, default results/bench_smol_v8: its data, cache and base model;
 v11 is a hard-linked copy). ``head``/``warm``: the compressor's AU micro-F1 and its AU14 probability on held-out
@@ -131,6 +132,47 @@ class Probe:
                       f"{sum(a == gold for _, a in by[gold]) / len(ps):.2f} p(1-p) {sum(p * (1 - p) for p in ps) / len(ps):.3f} "
                       f"in [.05,.95] {sum(0.05 < p < 0.95 for p in ps)} mistaken for {dict(wrong)}", flush=True)  # fmt: skip
 
+    def intensity(self) -> None:
+        """Does the face path carry how strongly the AUs move? Ridge regression (fit on the training clips, scored
+        on the held-out ones) from each stage of the face path, pooled over frames and positions (mean and max), to
+        the clip's apex level (the mean gold intensity of its present AUs; neutral clips left out), against always
+        predicting the training mean."""
+        feats, levels = {}, {}
+        for split, rows in (("train", self.train), ("test", self.test)):
+            rows = [x for x in rows if any(a["intensity"] >= 1 for a in x["aus"])]
+            levels[split] = torch.tensor([sum(a["intensity"] for a in x["aus"] if a["intensity"] >= 1)
+                                          / sum(a["intensity"] >= 1 for a in x["aus"]) for x in rows])  # fmt: skip
+            out = collections.defaultdict(list)
+            for start in range(0, len(rows), 50):
+                b = self.batch(rows[start : start + 50])
+                tower = b["face_features"].float()  # [B, T, P, D] the frozen tower's outputs
+                with torch.no_grad():
+                    tokens, logits = self.model.encode_faces(None, b["frame_mask"], face_features=b["face_features"])
+                out["tower"].append(torch.cat([tower.flatten(1, -2).mean(1), tower.flatten(1, -2).amax(1)], -1))
+                out["compressed tokens"].append(torch.cat([tokens.float().flatten(1, -2).mean(1),
+                                                           tokens.float().flatten(1, -2).amax(1)], -1))  # fmt: skip
+                out["AU head logits"].append(logits.float().flatten(1))
+            feats[split] = {k: torch.cat(v) for k, v in out.items()}
+        y, y_test = levels["train"], levels["test"]
+        base = (y_test - y.mean()).abs().mean().item()
+        print(f"apex level: train {len(y)} clips, held-out {len(y_test)}; constant {y.mean():.2f}: MAE {base:.3f}")
+        for name in feats["train"]:
+            x, x_test = feats["train"][name], feats["test"][name]
+            mu, sd = x.mean(0), x.std(0) + 1e-6
+            x, x_test = torch.cat([(x - mu) / sd, torch.ones(len(x), 1)], 1), torch.cat([(x_test - mu) / sd,
+                                                                                          torch.ones(len(x_test), 1)], 1)  # fmt: skip
+            best = None
+            for lam in (0.1, 1.0, 10.0, 100.0, 1000.0):  # chosen on the last fifth of the training clips
+                cut = len(x) * 4 // 5
+                w = torch.linalg.solve(x[:cut].T @ x[:cut] + lam * torch.eye(x.shape[1]), x[:cut].T @ y[:cut])
+                err = (x[cut:] @ w - y[cut:]).abs().mean().item()
+                best = min(best or (err, lam), (err, lam))
+            w = torch.linalg.solve(x.T @ x + best[1] * torch.eye(x.shape[1]), x.T @ y)
+            pred = x_test @ w
+            r2 = 1 - ((pred - y_test) ** 2).sum() / ((y_test - y_test.mean()) ** 2).sum()
+            print(f"  {name:18s} ({x.shape[1] - 1} numbers, ridge {best[1]:g}): held-out MAE "
+                  f"{(pred - y_test).abs().mean():.3f}, R^2 {r2:.3f}", flush=True)  # fmt: skip
+
     @staticmethod
     def with_au14(row: dict, au14: float) -> dict:
         out = copy.deepcopy(row)
@@ -153,7 +195,7 @@ def answers(run: Path, checkpoints: list[Path]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["warm", "head", "conclusion", "labels", "answers"])
+    parser.add_argument("what", choices=["warm", "head", "conclusion", "labels", "answers", "intensity"])
     parser.add_argument("args", nargs="+", help="warm-up steps (warm) or checkpoints")
     parser.add_argument("--run", type=Path, default=Path("results/bench_smol_v8"))
     parser.add_argument("--train", type=int, default=200, help="labels: training clips to probe too (the first N)")
@@ -174,6 +216,8 @@ def main() -> None:
             probe.report(probe.model, str(checkpoint))
         elif args.what == "labels":
             probe.labels(args.train)
+        elif args.what == "intensity":
+            probe.intensity()
         else:
             probe.conclusion()
     return None
