@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/probes/smol_neutral.py labels CHECKPOINT      # p(gold label) at "Conclusion:"
     .venv/bin/python benchmarks/probes/smol_neutral.py answers CHECKPOINT...  # greedy answers, neutral clips
     .venv/bin/python benchmarks/probes/smol_neutral.py intensity CHECKPOINT   # is how strongly in the face path?
+    .venv/bin/python benchmarks/probes/smol_neutral.py learn 1000 3000         # can the compressor learn it?
 
 On a bench_learning run's toy data (``--run``, default results/bench_smol_v8: its data, cache and base model;
 v11 is a hard-linked copy). ``head``/``warm``: the compressor's AU micro-F1 and its AU14 probability on held-out
@@ -173,6 +174,62 @@ class Probe:
             print(f"  {name:18s} ({x.shape[1] - 1} numbers, ridge {best[1]:g}): held-out MAE "
                   f"{(pred - y_test).abs().mean():.3f}, R^2 {r2:.3f}", flush=True)  # fmt: skip
 
+    def learn_intensity(self, steps: int, lr: float = 5e-4, batch_size: int = 8) -> None:
+        """The face warm-up (:func:`warm_up_face_tokens`: the compressor on the cached tower outputs, AU loss) with
+        an intensity head beside the AU head (one weight vector per AU on its region's mean token, as the AU head)
+        and a squared-error loss on the present AUs' intensities; the held-out MAE of the present AUs' intensity
+        against always predicting the training mean, and the AU micro-F1 (does the second loss cost the first?)."""
+        from emoreason.model.modeling import au_head_loss
+
+        model = copy.deepcopy(self.model)
+        compressor, codes = model.face_compressor, list(model.config.au_codes)
+
+        def tensors(rows):
+            parts = [self.batch(rows[i : i + 64]) for i in range(0, len(rows), 64)]
+            frames = max(b["face_features"].shape[1] for b in parts)
+            pad = torch.nn.functional.pad
+            feats = torch.cat([pad(b["face_features"].float(), (0, 0, 0, 0, 0, frames - b["face_features"].shape[1]))
+                               for b in parts])  # fmt: skip
+            mask = torch.cat([pad(b["frame_mask"].bool(), (0, frames - b["frame_mask"].shape[1])) for b in parts])
+            level = torch.tensor([[next((a["intensity"] for a in x["aus"] if a["code"] == c), 0.0) for c in codes]
+                                  for x in rows])  # fmt: skip
+            return feats, mask, torch.cat([b["au_labels"] for b in parts]), level
+
+        train, test = tensors(self.train), tensors(self.test)
+        weight = torch.nn.Parameter(torch.zeros(len(codes), compressor.hidden_size))
+        bias = torch.nn.Parameter(torch.full((len(codes),), float(train[3][train[3] >= 1].mean())))
+
+        def run(data, index):
+            out = compressor(data[0][index], frame_mask=data[1][index])
+            pooled = out.tokens.unflatten(1, (compressor.num_regions, -1)).mean(2)[:, compressor.au_region]
+            return out.au_logits, (pooled * weight).sum(-1) + bias
+
+        def report(tag):
+            with torch.no_grad():
+                logits, pred = run(test, torch.arange(len(test[0])))
+            present, y = test[3] >= 1, test[3]
+            hits = ((logits > 0) & (test[2] > 0.5)).sum().item()
+            f1 = 2 * hits / ((logits > 0).sum().item() + (test[2] > 0.5).sum().item())
+            mae = (pred - y)[present].abs().mean().item()
+            const = (train[3][train[3] >= 1].mean() - y[present]).abs().mean().item()
+            r = torch.corrcoef(torch.stack([pred[present], y[present]]))[0, 1].item()
+            print(f"{tag}: held-out AU micro-F1 {f1:.3f}; present AUs' intensity MAE {mae:.3f} (constant {const:.3f}), "
+                  f"r {r:.3f}", flush=True)  # fmt: skip
+
+        optimizer = torch.optim.AdamW([p for p in compressor.parameters() if p.requires_grad] + [weight, bias], lr=lr)
+        generator, done, start = torch.Generator().manual_seed(0), 0, time.perf_counter()
+        for target in sorted(self.steps):
+            for _ in range(target - done):
+                index = torch.randint(0, len(train[0]), (batch_size,), generator=generator)
+                logits, pred = run(train, index)
+                present = train[3][index] >= 1
+                loss = au_head_loss(logits, train[2][index]) + ((pred - train[3][index])[present] ** 2).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            done = target
+            report(f"{target} steps ({time.perf_counter() - start:.0f} s)")
+
     @staticmethod
     def with_au14(row: dict, au14: float) -> dict:
         out = copy.deepcopy(row)
@@ -195,13 +252,17 @@ def answers(run: Path, checkpoints: list[Path]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["warm", "head", "conclusion", "labels", "answers", "intensity"])
+    parser.add_argument("what", choices=["warm", "head", "conclusion", "labels", "answers", "intensity", "learn"])
     parser.add_argument("args", nargs="+", help="warm-up steps (warm) or checkpoints")
     parser.add_argument("--run", type=Path, default=Path("results/bench_smol_v8"))
     parser.add_argument("--train", type=int, default=200, help="labels: training clips to probe too (the first N)")
     args = parser.parse_args()
     if args.what == "answers":
         return answers(args.run, [Path(a) for a in args.args])
+    if args.what == "learn":
+        probe = Probe(args.run)
+        probe.steps = [int(a) for a in args.args]
+        return probe.learn_intensity(max(probe.steps))
     if args.what == "warm":
         probe = Probe(args.run)
         rows = [json.dumps(x) for x in probe.train]
