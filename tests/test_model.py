@@ -209,6 +209,49 @@ def test_the_none_token_says_whether_any_au_moved():
     assert EmoReasonConfig(face_au_none_token=True).num_face_tokens == EmoReasonConfig().num_face_tokens  # needs AU tokens
 
 
+def test_au_levels_say_how_strongly_in_the_lm_embedding_of_the_facs_letters():
+    """face_au_levels: an intensity head beside the AU head, and each AU token adds the letter its intensity
+    falls on (interpolated between the two nearest of " A" ... " E"); its loss is the squared error on the
+    present AUs' intensities, added to the AU loss."""
+    from emoreason.model.modeling import au_head_loss, au_intensity_loss
+
+    model, processor = build_tiny(seed=0, face_au_tokens=True, face_au_levels=True)
+    config, connector, compressor = model.config, model.face_connector, model.face_compressor
+    assert config.num_face_tokens == config.num_compressed_face_tokens + len(config.au_codes)  # no more positions
+    connector.init_au_embeddings(model.get_input_embeddings(), processor.tokenizer, config.au_codes)
+    embed = model.get_input_embeddings().weight
+    letter = [embed[processor.tokenizer(f" {c}", add_special_tokens=False)["input_ids"]].mean(0) for c in "ABCDE"]
+    assert all(torch.allclose(connector.au_level_embedding[i], letter[i]) for i in range(5))
+    tokens = torch.randn(2, config.num_compressed_face_tokens, config.face_config.hidden_size)
+    logits = torch.full((2, len(config.au_codes)), -30.0)
+    logits[:, 3] = 30.0
+    intensity = torch.full((2, len(config.au_codes)), 3.0)
+    intensity[0, 3], intensity[1, 3] = 4.0, 3.6
+    au_tokens = connector(tokens, logits, intensity)[:, config.num_compressed_face_tokens :]
+    code, level = connector.au_code_embedding[3], connector.au_level_embedding
+    assert torch.allclose(au_tokens[0, 3], code + level[3], atol=1e-5)  # 4.0: all " D"
+    assert torch.allclose(au_tokens[1, 3], code + 0.6 * level[3] + 0.4 * level[2], atol=1e-5)  # 3.6
+    assert torch.allclose(au_tokens[0, 4], connector.au_off_embedding)  # absent: " no", whatever its intensity
+    intensity[0, 3] = -2.0  # out of range: the nearest letter
+    assert torch.allclose(connector(tokens, logits, intensity)[0, config.num_compressed_face_tokens + 3], code + level[0])
+    with pytest.raises(ValueError, match="au_intensity"):
+        connector(tokens, logits)
+    batch = _batch(processor, answer="<think>AU12 D</think>")
+    au_labels = torch.full((1, len(config.au_codes)), float("nan"))
+    levels = torch.full((1, len(config.au_codes)), float("nan"))
+    au_labels[0, :2], levels[0, 0] = torch.tensor([1.0, 0.0]), 4.5
+    out = model(**_inputs(batch), labels=batch["input_ids"].clone(), au_labels=au_labels, au_intensities=levels)
+    assert out.au_intensity.shape == (1, len(config.au_codes))
+    torch.testing.assert_close(out.au_loss, au_head_loss(out.au_logits, au_labels) + (out.au_intensity[0, 0] - 4.5) ** 2)
+    assert au_intensity_loss(out.au_intensity, torch.full_like(levels, float("nan"))) == 0  # none known
+    with pytest.raises(ValueError, match="au_intensities"):
+        au_intensity_loss(out.au_intensity, levels[:, :3])
+    out.loss.backward()
+    assert compressor.au_intensity_weight.grad.abs().sum() > 0 and connector.au_level_embedding.grad.abs().sum() > 0
+    plain, _ = build_tiny(seed=0, face_au_tokens=True)  # off by default: a checkpoint without it loads as before
+    assert not any("level" in k or "au_intensity" in k for k in plain.state_dict())
+
+
 def test_config_limits():
     with pytest.raises(ValueError, match="face tokens"):
         EmoReasonConfig(face_temporal_slots=6)  # 6 regions x 6 slots = 36 > 32

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -61,6 +63,26 @@ def test_face_warm_up_trains_only_the_compressor_and_lowers_its_au_loss(toy, tmp
     assert changed and all(k.startswith("face_compressor.") for k in changed)
     with pytest.raises(RecipeError, match="face_warmup_steps"):
         _trainer(toy, tmp_path, face_warmup_steps=-1)
+
+
+def test_intensity_targets_and_the_warm_up_of_the_intensity_head(toy, tmp_path):
+    """The batch carries each present AU's intensity (NaN where absent); with ``face_au_levels`` the warm-up trains
+    the intensity head on them beside the AU head."""
+    from emoreason.au import AU_CODES
+
+    data, _, root = toy
+    checkpoint = make_tiny_checkpoint(tmp_path / "levels", face_au_tokens=True, face_au_levels=True)
+    trainer, _, _ = _trainer((data, checkpoint, root), tmp_path)
+    rows = trainer.train_dataset["row"]
+    batch = trainer.data_collator([{"row": row} for row in rows[:4]])
+    for row, levels, present in zip(rows[:4], batch["au_intensities"], batch["au_labels"]):
+        gold = {a["code"]: a["intensity"] for a in json.loads(row)["aus"]}
+        want = [gold[c] if gold.get(c, 0) >= 1 else float("nan") for c in AU_CODES]
+        torch.testing.assert_close(levels, torch.tensor(want), equal_nan=True)
+        assert torch.equal(~levels.isnan(), present == 1)  # every present toy AU has an intensity
+    head = trainer.model.face_compressor.au_intensity_weight.clone()
+    before, after = warm_up_face_tokens(trainer.model, trainer.data_collator, rows, steps=60, lr=1e-2, batch_size=4)
+    assert after < 0.5 * before and not torch.equal(head, trainer.model.face_compressor.au_intensity_weight)
 
 
 def test_the_trainer_loss_is_the_answer_tokens_cross_entropy_plus_the_au_loss_with_its_metrics(toy, tmp_path):
@@ -169,7 +191,6 @@ def test_recipe_errors_name_the_field(toy, tmp_path):
 
 
 def test_cli_recipe_trains_resumes_and_saves(toy, tmp_path):
-    import json
     import subprocess
     import sys
 

@@ -41,6 +41,7 @@ if tuple(REGION_LANDMARKS) != REGIONS:  # guard the data against drift from au.R
 class CompressorOutput:
     tokens: torch.Tensor  # [B, K, D], region-major: all temporal slots of region 0 first
     au_logits: torch.Tensor  # [B, A], in the order of the compressor's au_codes
+    au_intensity: torch.Tensor | None = None  # [B, A] each AU's intensity (0-5) if present; with au_intensity only
 
 
 class _CrossAttentionBlock(nn.Module):
@@ -78,6 +79,7 @@ class FaceTokenCompressor(nn.Module):
         num_heads: int = 4,
         max_frames: int = 16,
         au_codes: Sequence[str] = AU_CODES,
+        au_intensity: bool = False,
     ):
         super().__init__()
         if hidden_size % num_heads:
@@ -104,6 +106,13 @@ class FaceTokenCompressor(nn.Module):
         self.au_weight = nn.Parameter(torch.randn(len(au_codes), hidden_size) * 0.02)
         self.au_bias = nn.Parameter(torch.zeros(len(au_codes)))
         self.register_buffer("au_region", torch.tensor(au_regions, dtype=torch.long), persistent=False)
+        # Intensity head (``au_intensity``): as the AU head, the intensity an AU has where it is present (0-5).
+        # Measured on the smol preset's toy faces (BENCHMARKS.md): without it the intensities the LM wrote were
+        # unrelated to the face's (r 0.06), while the compressor trained for them reads them (r 0.70).
+        self.has_au_intensity = bool(au_intensity)
+        if self.has_au_intensity:
+            self.au_intensity_weight = nn.Parameter(torch.zeros(len(au_codes), hidden_size))
+            self.au_intensity_bias = nn.Parameter(torch.full((len(au_codes),), 3.0))  # the middle of A-E
 
     @property
     def num_tokens(self) -> int:
@@ -124,12 +133,17 @@ class FaceTokenCompressor(nn.Module):
             region_mask: ``[B, T, R, P]`` bool, True where a patch belongs to a region; None = no restriction.
 
         Returns:
-            :class:`CompressorOutput` with ``tokens [B, K, D]`` and ``au_logits [B, A]``.
+            :class:`CompressorOutput` with ``tokens [B, K, D]``, ``au_logits [B, A]`` and, with the intensity
+            head, ``au_intensity [B, A]``.
         """
         frame_mask = self._check_inputs(patch_tokens, frame_mask, region_mask)
         frames = self.encode_frames(patch_tokens, frame_mask, region_mask)  # [B, T, R*q, D]
         tokens = self._encode_time(frames, frame_mask)  # [B, K, D]
-        return CompressorOutput(tokens=tokens, au_logits=self.au_logits(tokens))
+        pooled = self._au_regions(tokens)
+        intensity = None
+        if self.has_au_intensity:
+            intensity = (pooled * self.au_intensity_weight).sum(-1) + self.au_intensity_bias
+        return CompressorOutput(tokens, (pooled * self.au_weight).sum(-1) + self.au_bias, intensity)
 
     def encode_frames(self, patch_tokens, frame_mask=None, region_mask=None) -> torch.Tensor:
         """Stage 1: region queries attend over each frame's patches. ``[B, T, P, D]`` -> ``[B, T, R*q, D]``."""
@@ -161,8 +175,11 @@ class FaceTokenCompressor(nn.Module):
 
     def au_logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """AU logits ``[B, A]`` from face tokens ``[B, K, D]``: each AU reads the mean token of its own region."""
-        pooled = tokens.unflatten(1, (self.num_regions, -1)).mean(2)  # [B, R, D]
-        return (pooled[:, self.au_region] * self.au_weight).sum(-1) + self.au_bias  # [B, A]
+        return (self._au_regions(tokens) * self.au_weight).sum(-1) + self.au_bias  # [B, A]
+
+    def _au_regions(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[B, K, D]`` -> ``[B, A, D]``: the mean token of each AU's region."""
+        return tokens.unflatten(1, (self.num_regions, -1)).mean(2)[:, self.au_region]
 
     def _check_inputs(self, patch_tokens, frame_mask, region_mask) -> torch.Tensor:
         """Validate shapes (ValueError with expected vs actual); return the frame mask as bool ``[B, T]``."""

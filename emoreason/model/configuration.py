@@ -46,6 +46,8 @@ class EmoReasonConfig(PreTrainedConfig):
             weighted by the AU head's probability (:class:`emoreason.model.connector.FaceConnector`).
         face_au_none_token: with ``face_au_tokens``, one more token after them that says whether any AU moved
             (its weight the probability that none did).
+        face_au_levels: with ``face_au_tokens``, the compressor also regresses each AU's intensity (0-5) and an
+            AU token adds the LM's embedding of its FACS letter (A-E) at that intensity: how strongly, beside which.
         freeze_towers: keep the face and audio towers frozen (the default for training).
     """
 
@@ -73,6 +75,7 @@ class EmoReasonConfig(PreTrainedConfig):
     au_loss_weight: float = 0.5
     face_au_tokens: bool = False
     face_au_none_token: bool = False
+    face_au_levels: bool = False
     freeze_towers: bool = True
     tie_word_embeddings: bool = False
 

@@ -22,9 +22,14 @@ class FaceConnector(nn.Module):
     absence of every AU token's code, and " no" is in every clip's AU tokens, so it tells the LM nothing: with AU
     tokens alone the smol LM's first observation token (" no" for a neutral clip, " AU" otherwise) did not depend
     on the face (the learning proof's v11 run, BENCHMARKS.md).
+
+    With ``levels``, an AU token also says how strongly: ``p * (code + level(i)) + (1 - p) * off``, where ``i`` is
+    the compressor's intensity for the AU (0-5) and ``level(i)`` interpolates between five embeddings started as
+    the LM's " A" ... " E", the FACS letters its answers write ("AU12 D"): ``i = 3.6`` is 0.6 of " D" and 0.4 of
+    " C". Without it the smol LM wrote intensities unrelated to the face's (BENCHMARKS.md, v17).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, num_aus: int = 0, none_token: bool = False):
+    def __init__(self, in_dim: int, out_dim: int, num_aus: int = 0, none_token: bool = False, levels: bool = False):
         super().__init__()
         self.proj = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
         self.num_aus = num_aus
@@ -35,9 +40,14 @@ class FaceConnector(nn.Module):
         if self.none_token:
             self.au_none_embedding = nn.Parameter(torch.zeros(out_dim))
             self.au_any_embedding = nn.Parameter(torch.randn(out_dim) * 0.02)
+        self.levels = bool(num_aus and levels)
+        if self.levels:
+            self.au_level_embedding = nn.Parameter(torch.randn(5, out_dim) * 0.02)  # A ... E
 
-    def forward(self, tokens: torch.Tensor, au_logits: torch.Tensor | None = None) -> torch.Tensor:
-        """``[B, K, Dv]`` (and ``au_logits [B, A]`` with AU tokens) -> ``[B, K (+ A (+ 1)), Dt]``."""
+    def forward(self, tokens: torch.Tensor, au_logits: torch.Tensor | None = None,
+                au_intensity: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """``[B, K, Dv]`` (and ``au_logits [B, A]`` with AU tokens, ``au_intensity [B, A]`` with levels) ->
+        ``[B, K (+ A (+ 1)), Dt]``."""
         projected = self.proj(tokens)
         if not self.num_aus:
             return projected
@@ -45,7 +55,15 @@ class FaceConnector(nn.Module):
             got = None if au_logits is None else list(au_logits.shape)
             raise ValueError(f"au_logits: expected [B, {self.num_aus}] for the AU tokens, got {got}")
         present = torch.sigmoid(au_logits.float()).to(projected.dtype)[..., None]  # [B, A, 1]
-        au_tokens = present * self.au_code_embedding + (1 - present) * self.au_off_embedding  # [B, A, Dt]
+        code = self.au_code_embedding
+        if self.levels:
+            if au_intensity is None or au_intensity.shape != au_logits.shape:
+                got = None if au_intensity is None else list(au_intensity.shape)
+                raise ValueError(f"au_intensity: expected {list(au_logits.shape)} for the AU levels, got {got}")
+            steps = torch.arange(1, 6, device=au_intensity.device, dtype=torch.float32)  # A = 1 ... E = 5
+            mix = (1 - (au_intensity.float().clamp(1, 5)[..., None] - steps).abs()).clamp(min=0)  # [B, A, 5]
+            code = code + mix.to(projected.dtype) @ self.au_level_embedding  # [B, A, Dt]
+        au_tokens = present * code + (1 - present) * self.au_off_embedding  # [B, A, Dt]
         if self.none_token:
             none = nn.functional.logsigmoid(-au_logits.float()).sum(-1).exp().to(projected.dtype)[:, None, None]
             au_tokens = torch.cat([au_tokens, none * self.au_none_embedding + (1 - none) * self.au_any_embedding], 1)
@@ -55,7 +73,7 @@ class FaceConnector(nn.Module):
     def init_au_embeddings(self, embeddings: nn.Module, tokenizer, au_codes) -> None:
         """Start the AU tokens from the LM's input ``embeddings``: each code as the mean embedding of its name's
         tokens (" AU12" -> " AU", "1", "2"), weighted towards the last so "AU1" and "AU12" differ; off and none as
-        " no", any as " AU"."""
+        " no", any as " AU"; the levels as " A" ... " E"."""
         weight = embeddings.weight
 
         def embed(text: str) -> torch.Tensor:
@@ -69,6 +87,9 @@ class FaceConnector(nn.Module):
         if self.none_token:
             self.au_none_embedding.copy_(embed(" no"))
             self.au_any_embedding.copy_(embed(" AU"))
+        if self.levels:
+            for i, letter in enumerate("ABCDE"):
+                self.au_level_embedding[i] = embed(f" {letter}")
 
 
 class AudioConnector(nn.Module):

@@ -33,6 +33,7 @@ class EmoReasonOutput(ModelOutput):
     logits: torch.Tensor | None = None  # [B, L, V]; with labels only the labelled positions: [N, V]
     au_logits: torch.Tensor | None = None  # [B, A]
     past_key_values: object | None = None
+    au_intensity: torch.Tensor | None = None  # [B, A], with the intensity head (``face_au_levels``)
 
 
 def build_media_modules(config: EmoReasonConfig) -> dict[str, nn.Module]:
@@ -51,13 +52,14 @@ def build_media_modules(config: EmoReasonConfig) -> dict[str, nn.Module]:
         num_heads=config.compressor_heads,
         max_frames=config.max_frames,
         au_codes=config.au_codes,
+        au_intensity=config.face_au_tokens and config.face_au_levels,
     )
     return {
         "face_tower": face_tower,
         "face_compressor": compressor,
         "audio_tower": AudioTower(config.audio_config),
         "face_connector": FaceConnector(face_dim, text_dim, len(config.au_codes) if config.face_au_tokens else 0,
-                                        none_token=config.face_au_none_token),
+                                        none_token=config.face_au_none_token, levels=config.face_au_levels),
         "audio_connector": AudioConnector(audio_dim, text_dim, config.num_audio_tokens),
     }
 
@@ -123,13 +125,19 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
 
         ``face_features`` ``[B, T, P, Dv]``: the frozen face tower's output for those crops, computed earlier
         (training caches it per clip: :class:`emoreason.train.tower_cache.TowerCache`); the tower is then skipped."""
+        tokens, compressed = self.compress_faces(pixel_values, frame_mask, region_mask, face_features)
+        return tokens, compressed.au_logits
+
+    def compress_faces(self, pixel_values, frame_mask=None, region_mask=None, face_features=None):
+        """As :meth:`encode_faces`, with the compressor's whole output (the AU intensities too) in place of the
+        AU logits: (face tokens ``[B, K, Dt]``, :class:`~emoreason.model.compressor.CompressorOutput`)."""
         if face_features is None:
             face_features = self.encode_face_crops(pixel_values)
         elif face_features.ndim != 4 or face_features.shape[1] > self.config.max_frames:
             raise ValueError(f"face_features: expected [B, T <= {self.config.max_frames}, P, D], "
                              f"got {list(face_features.shape)}")  # fmt: skip
         compressed = self.face_compressor(face_features, frame_mask=frame_mask, region_mask=region_mask)
-        return self.face_connector(compressed.tokens, compressed.au_logits), compressed.au_logits
+        return self.face_connector(compressed.tokens, compressed.au_logits, compressed.au_intensity), compressed
 
     def encode_face_crops(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """The face tower alone: crops ``[B, T, 3, S, S]`` -> patch tokens ``[B, T, P, Dv]``."""
@@ -163,12 +171,13 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
         audio_mask: torch.Tensor | None = None,
         face_features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Prompt embeddings with the media tokens written into the placeholder positions."""
+        """Prompt embeddings with the media tokens written into the placeholder positions, and the compressor's
+        output (:class:`~emoreason.model.compressor.CompressorOutput`; ``None`` without faces)."""
         embeds = self.get_input_embeddings()(input_ids)  # [B, L, Dt]
-        au_logits = None
+        compressed = None
         face_slots = input_ids == self.config.face_token_id  # [B, L]
         if pixel_values is not None or face_features is not None:
-            face_tokens, au_logits = self.encode_faces(pixel_values, frame_mask, face_features=face_features)
+            face_tokens, compressed = self.compress_faces(pixel_values, frame_mask, face_features=face_features)
             embeds = _scatter(embeds, face_slots, face_tokens, "<face>")
         elif face_slots.any():
             raise ValueError(f"the prompt has {int(face_slots.sum())} <face> tokens but no pixel_values were given")
@@ -179,7 +188,7 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
             with_audio = audio_slots.any(1) if audio_mask is None else audio_mask.bool()  # [B]
             audio_tokens = self.encode_audio(input_features[with_audio])
             embeds[with_audio] = _scatter(embeds[with_audio], audio_slots[with_audio], audio_tokens, "<audio>")
-        return embeds, au_logits
+        return embeds, compressed
 
     # ---- training and inference -----------------------------------------------------------------
 
@@ -196,10 +205,13 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
         face_features: torch.Tensor | None = None,
+        au_intensities: torch.Tensor | None = None,
         **kwargs,
     ) -> EmoReasonOutput:
         """LM loss on ``labels`` (-100 = ignored) plus ``au_loss_weight`` x the AU head's BCE on
-        ``au_labels`` ``[B, A]`` (values in 0..1, NaN where a label is unknown).
+        ``au_labels`` ``[B, A]`` (values in 0..1, NaN where a label is unknown), plus, with the intensity head
+        (``face_au_levels``), its squared error on ``au_intensities`` ``[B, A]`` (0-5 where an AU is present with
+        a known intensity, NaN elsewhere): ``au_loss`` is their sum.
 
         Without ``labels``, ``logits`` are every position's ``[B, L, V]``. With them, the LM head runs only where
         a next token is labelled (the answer: a third of an SFT row): ``logits`` are those positions' ``[N, V]``,
@@ -207,10 +219,12 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
         of the whole accumulated batch, as the Trainer passes it), else over ``N``. ``face_features``: the frozen
         face tower's output for ``pixel_values``, when computed earlier (:meth:`encode_faces`).
         """
-        au_logits = None
+        compressed = None
         if inputs_embeds is None:
-            inputs_embeds, au_logits = self.embed(input_ids, pixel_values, frame_mask, input_features, audio_mask,
-                                                  face_features)  # fmt: skip
+            inputs_embeds, compressed = self.embed(input_ids, pixel_values, frame_mask, input_features, audio_mask,
+                                                   face_features)  # fmt: skip
+        au_logits = None if compressed is None else compressed.au_logits
+        au_intensity = None if compressed is None else compressed.au_intensity
         if labels is None:
             out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
             lm_loss, logits, past = None, out.logits, getattr(out, "past_key_values", None)
@@ -221,10 +235,12 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel):
         au_loss = None
         if au_labels is not None and au_logits is not None:
             au_loss = au_head_loss(au_logits, au_labels)
+            if au_intensities is not None and au_intensity is not None:
+                au_loss = au_loss + au_intensity_loss(au_intensity, au_intensities)
         loss = lm_loss
         if au_loss is not None:
             loss = au_loss * self.config.au_loss_weight if loss is None else loss + self.config.au_loss_weight * au_loss
-        return EmoReasonOutput(loss, lm_loss, au_loss, logits, au_logits, past)
+        return EmoReasonOutput(loss, lm_loss, au_loss, logits, au_logits, past, au_intensity=au_intensity)
 
     def labelled_hidden_states(
         self,
@@ -304,7 +320,8 @@ class _Backbone:
         self.model = model
 
     def __call__(self, input_ids=None, attention_mask=None, pixel_values=None, frame_mask=None, input_features=None,
-                 audio_mask=None, au_labels=None, inputs_embeds=None, face_features=None, **kwargs):  # fmt: skip
+                 audio_mask=None, au_labels=None, inputs_embeds=None, face_features=None, au_intensities=None,
+                 **kwargs):  # fmt: skip
         if inputs_embeds is None:
             inputs_embeds, _ = self.model.embed(input_ids, pixel_values, frame_mask, input_features, audio_mask,
                                                 face_features)  # fmt: skip
@@ -360,3 +377,14 @@ def au_head_loss(au_logits: torch.Tensor, au_labels: torch.Tensor) -> torch.Tens
     if not bool(known.any()):
         return au_logits.sum() * 0.0
     return nn.functional.binary_cross_entropy_with_logits(au_logits[known], au_labels[known].to(au_logits.dtype))
+
+
+def au_intensity_loss(au_intensity: torch.Tensor, au_intensities: torch.Tensor) -> torch.Tensor:
+    """Mean squared error (0-5 scale) of the intensity head where ``au_intensities`` is known (not NaN): the AUs a
+    clip shows, each with its intensity. The scale of the probe that measured it (BENCHMARKS.md, v17)."""
+    if au_intensities.shape != au_intensity.shape:
+        raise ValueError(f"au_intensities: expected {list(au_intensity.shape)}, got {list(au_intensities.shape)}")
+    known = ~torch.isnan(au_intensities)
+    if not bool(known.any()):
+        return au_intensity.sum() * 0.0
+    return nn.functional.mse_loss(au_intensity[known].float(), au_intensities[known].float().to(au_intensity.device))

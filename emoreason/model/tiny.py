@@ -67,7 +67,8 @@ def build_tiny(seed: int = 0, lora: bool = True, **overrides):
     return model, EmoReasonProcessor.from_config(tokenizer, config)
 
 
-def make_tiny_checkpoint(path: str | Path, seed: int = 0, lora: bool = True) -> Path:
-    """Write a complete tiny checkpoint directory (config, weights, adapter, tokenizer, processor)."""
-    model, processor = build_tiny(seed=seed, lora=lora)
+def make_tiny_checkpoint(path: str | Path, seed: int = 0, lora: bool = True, **overrides) -> Path:
+    """Write a complete tiny checkpoint directory (config, weights, adapter, tokenizer, processor); ``overrides``:
+    config fields, as :func:`build_tiny`."""
+    model, processor = build_tiny(seed=seed, lora=lora, **overrides)
     return save_checkpoint(model, path, processor=processor)

@@ -174,7 +174,8 @@ class EmoReasonForConditionalGeneration(nn.Module, SupportsMultiModal, SupportsL
         dtype = next(self.face_tower.parameters()).dtype
         patches = self.face_tower(pixel_values.to(dtype))  # [N, T, P, Dv]
         compressed = self.face_compressor(patches, frame_mask=frame_mask.bool())
-        return self.face_connector(compressed.tokens, compressed.au_logits)  # [N, K (+ AU tokens), Dt]
+        # [N, K (+ AU tokens), Dt]
+        return self.face_connector(compressed.tokens, compressed.au_logits, compressed.au_intensity)
 
     def _encode_audio(self, input_features: torch.Tensor) -> torch.Tensor:
         dtype = next(self.audio_tower.parameters()).dtype

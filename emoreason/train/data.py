@@ -166,3 +166,13 @@ def au_targets(sample: Sample) -> torch.Tensor:
     for au in sample.aus:
         values[AU_CODES.index(au.code)] = 1.0 if au.intensity is None or au.intensity >= 1 else 0.0
     return values
+
+
+def au_intensity_targets(sample: Sample) -> torch.Tensor:
+    """``[A]`` intensity head targets: the intensity (0-5) of each AU annotated present with one, NaN elsewhere
+    (absent, occurrence-only, not annotated): the head says how strongly where the AU head says whether."""
+    values = torch.full((len(AU_CODES),), float("nan"))
+    for au in sample.aus:
+        if au.intensity is not None and au.intensity >= 1:
+            values[AU_CODES.index(au.code)] = min(float(au.intensity), 5.0)
+    return values

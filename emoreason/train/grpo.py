@@ -173,7 +173,7 @@ def hardest(
             chunk = rows[start : start + batch_size]
             batch = collator([{"row": json.dumps(r)} for r in chunk])
             labels = batch.pop("labels")
-            batch.pop("au_labels", None)
+            batch.pop("au_labels", None), batch.pop("au_intensities", None)
             out = model(**{k: v.to(device) for k, v in batch.items()}, labels=labels.to(device))
             targets = labels[:, 1:]
             if out.logits.shape[0] != int((targets != -100).sum()):  # a shared prefix trimmed: recount per row

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from emoreason.data.schema import Sample
-from emoreason.train.data import MediaCache, au_targets, target_text
+from emoreason.train.data import MediaCache, au_intensity_targets, au_targets, target_text
 from emoreason.train.recipe import RecipeError, TrainRecipe
 from emoreason.train.stage import last_checkpoint, load_parts, parse_recipe, run_stage
 from emoreason.train.tower_cache import TowerCache
@@ -49,7 +49,8 @@ class SFTRecipe(TrainRecipe):
 
 
 class Collator:
-    """Rows -> a padded batch: cached media, prompt + target (only the assistant turn is a label), AU labels."""
+    """Rows -> a padded batch: cached media, prompt + target (only the assistant turn is a label), AU labels and
+    intensities."""
 
     def __init__(self, processor, cache: MediaCache, target: str = "facs", towers: TowerCache | None = None):
         """``towers``: the frozen face tower's outputs per clip; the batch then carries ``face_features`` instead
@@ -57,7 +58,7 @@ class Collator:
         self.processor, self.cache, self.target, self.towers = processor, cache, target, towers
 
     def __call__(self, rows: list[dict]) -> dict:
-        features, au_rows, keys = [], [], []
+        features, au_rows, levels, keys = [], [], [], []
         for row in rows:
             sample = Sample.from_dict(json.loads(row["row"]))
             keys.append(str(self.cache.path(sample)))
@@ -67,8 +68,9 @@ class Collator:
             features.append(self.processor(messages, faces=prepared.crops, audio=prepared.waveform,
                                            add_generation_prompt=False))  # fmt: skip
             au_rows.append(au_targets(sample))
+            levels.append(au_intensity_targets(sample))
         batch = dict(self.processor.collate(features, padding_side="right"))
-        batch["au_labels"] = torch.stack(au_rows)
+        batch["au_labels"], batch["au_intensities"] = torch.stack(au_rows), torch.stack(levels)
         if self.towers is not None:
             batch["face_features"] = self.towers.features(keys, batch.pop("pixel_values"))  # [B, T, P, D]
         return batch
@@ -99,7 +101,8 @@ def build_trainer(recipe: SFTRecipe, args):
 def warm_up_face_tokens(
     model, collator: Collator, rows: list[str], steps: int, lr: float, batch_size: int, seed: int = 0
 ) -> tuple[float, float]:
-    """Train the face compressor (and its AU head) on the AU labels alone for ``steps`` before SFT.
+    """Train the face compressor (and its AU head, and intensity head where it has one) on the AU labels alone
+    for ``steps`` before SFT.
 
     Measured on the smol preset's toy faces (BENCHMARKS.md): the compressor alone learns the AUs in a few hundred
     steps (held-out AU F1 0.96 after 300), but inside SFT, sharing the gradient clip with the LM, its AU loss was
@@ -107,7 +110,7 @@ def warm_up_face_tokens(
     first step. The frozen tower runs once per clip (the collator's tower cache), so a step costs milliseconds.
     Returns the AU loss over all rows before and after.
     """
-    from emoreason.model.modeling import au_head_loss
+    from emoreason.model.modeling import au_head_loss, au_intensity_loss
 
     batches = [collator([{"row": row} for row in rows[i : i + 64]]) for i in range(0, len(rows), 64)]
     with torch.no_grad():  # batches pad to their own longest clip: pad every one to the longest overall
@@ -118,12 +121,16 @@ def warm_up_face_tokens(
     frame_mask = torch.cat([nn.functional.pad(b["frame_mask"].bool(), (0, frames - b["frame_mask"].shape[1]))
                             for b in batches])  # fmt: skip
     labels = torch.cat([b["au_labels"] for b in batches])
+    levels = torch.cat([b["au_intensities"] for b in batches])
     compressor = model.face_compressor
     device = next(compressor.parameters()).device
 
     def loss_of(index: torch.Tensor) -> torch.Tensor:
         out = compressor(features[index].to(device), frame_mask=frame_mask[index].to(device))
-        return au_head_loss(out.au_logits.float(), labels[index].to(device))
+        loss = au_head_loss(out.au_logits.float(), labels[index].to(device))
+        if out.au_intensity is not None:
+            loss = loss + au_intensity_loss(out.au_intensity, levels[index].to(device))
+        return loss
 
     def full_loss() -> float:
         with torch.no_grad():
