@@ -159,10 +159,6 @@ def test_smol_au_tokens_none_token_and_answer_tags_start_from_the_lms_embedding_
     codes = model.face_connector.au_code_embedding
     similarity = torch.nn.functional.cosine_similarity(codes[:, None], codes[None], dim=-1)
     assert float(similarity.fill_diagonal_(0).max()) < 0.999  # every AU's token differs ("AU1" is not "AU12")
-    assert config.face_au_levels and model.face_compressor.has_au_intensity  # how strongly: the letters A-E
-    for i, letter in enumerate("ABCDE"):
-        ids = tokenizer(f" {letter}", add_special_tokens=False)["input_ids"]
-        assert torch.allclose(connector.au_level_embedding[i], embed[ids].mean(0))
 
 
 @pytest.mark.real_weights
