@@ -26,7 +26,8 @@ class FaceConnector(nn.Module):
     With ``levels``, an AU token also says how strongly: ``p * (code + level(i)) + (1 - p) * off``, where ``i`` is
     the compressor's intensity for the AU (0-5) and ``level(i)`` interpolates between five embeddings started as
     the LM's " A" ... " E", the FACS letters its answers write ("AU12 D"): ``i = 3.6`` is 0.6 of " D" and 0.4 of
-    " C". Without it the smol LM wrote intensities unrelated to the face's (BENCHMARKS.md, v17).
+    " C". Without it the smol LM wrote intensities unrelated to the face's (BENCHMARKS.md, v17); with it, as built,
+    the letters followed the face but an 80-step SFT read which AUs moved worse (v18): off in the smol preset.
     """
 
     def __init__(self, in_dim: int, out_dim: int, num_aus: int = 0, none_token: bool = False, levels: bool = False):
