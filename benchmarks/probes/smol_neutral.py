@@ -7,6 +7,7 @@
     .venv/bin/python benchmarks/probes/smol_neutral.py answers CHECKPOINT...  # greedy answers, neutral clips
     .venv/bin/python benchmarks/probes/smol_neutral.py intensity CHECKPOINT   # is how strongly in the face path?
     .venv/bin/python benchmarks/probes/smol_neutral.py learn 1000 3000         # can the compressor learn it?
+    .venv/bin/python benchmarks/probes/smol_neutral.py stated EVAL_JSON...     # do the answers' intensities follow?
 
 On a bench_learning run's toy data (``--run``, default results/bench_smol_v8: its data, cache and base model;
 v11 is a hard-linked copy). ``head``/``warm``: the compressor's AU micro-F1 and its AU14 probability on held-out
@@ -250,15 +251,47 @@ def answers(run: Path, checkpoints: list[Path]) -> None:
             print(f"  {sample.emotion}: {text}")
 
 
+def stated(run: Path, scored: list[Path]) -> None:
+    """The intensities a stage's stored answers state (``eval<N>.json``'s ``answer`` per clip; the observation
+    letters A = 1 ... E = 5, and the answer JSON's) against the clips' gold apex intensities, over the gold-present
+    AUs (>= 1) the answer names in both: Pearson correlation and mean absolute error, and always answering the mean
+    gold intensity of the training clips' present AUs for comparison."""
+    from emoreason.answer import parse_answer
+    from emoreason.train.rewards import observed_aus
+
+    samples = {s.id: s for s in read_samples(run / "data" / "toy.jsonl")}
+    train = [a.intensity for s in samples.values() if s.split == "train" for a in s.aus if (a.intensity or 0) >= 1]
+    mean = sum(train) / len(train)
+    for path in scored:
+        pairs = []
+        for clip in json.loads(path.read_text())["clips"]:
+            gold = {a.code: a.intensity for a in samples[clip["id"]].aus if (a.intensity or 0) >= 1}
+            pred = parse_answer(clip["answer"])
+            letters = observed_aus(pred.reasoning) or {}
+            values = {a.code: a.intensity for a in pred.aus if a.intensity is not None}
+            pairs += [(letters[c], values[c], v) for c, v in gold.items() if letters.get(c) and c in values]
+        golds = torch.tensor([g for *_, g in pairs])
+        print(f"{path}: {len(pairs)} gold-present AUs named; always {mean:.2f}: MAE {(golds - mean).abs().mean():.3f}")
+        for i, name in enumerate(("letters", "JSON")):
+            said = torch.tensor([p[i] for p in pairs], dtype=torch.float32)
+            r = torch.corrcoef(torch.stack([said, golds]))[0, 1].item() if said.std() > 0 else float("nan")
+            print(f"  {name:7s} mean {said.mean():.2f} (gold {golds.mean():.2f}), correlation {r:.3f}, "
+                  f"MAE {(said - golds).abs().mean():.3f}", flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["warm", "head", "conclusion", "labels", "answers", "intensity", "learn"])
+    parser.add_argument(
+        "what", choices=["warm", "head", "conclusion", "labels", "answers", "intensity", "learn", "stated"]
+    )
     parser.add_argument("args", nargs="+", help="warm-up steps (warm) or checkpoints")
     parser.add_argument("--run", type=Path, default=Path("results/bench_smol_v8"))
     parser.add_argument("--train", type=int, default=200, help="labels: training clips to probe too (the first N)")
     args = parser.parse_args()
     if args.what == "answers":
         return answers(args.run, [Path(a) for a in args.args])
+    if args.what == "stated":
+        return stated(args.run, [Path(a) for a in args.args])
     if args.what == "learn":
         probe = Probe(args.run)
         probe.steps = [int(a) for a in args.args]

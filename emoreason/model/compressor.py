@@ -44,6 +44,11 @@ class CompressorOutput:
     au_intensity: torch.Tensor | None = None  # [B, A] each AU's intensity (0-5) if present; with au_intensity only
 
 
+def _per_au(pooled: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """One linear read-out per AU of its region's mean token: ``[B, A, D]`` -> ``[B, A]``."""
+    return (pooled * weight).sum(-1) + bias
+
+
 class _CrossAttentionBlock(nn.Module):
     """Pre-LayerNorm cross-attention of queries over a context, then a residual MLP."""
 
@@ -140,10 +145,8 @@ class FaceTokenCompressor(nn.Module):
         frames = self.encode_frames(patch_tokens, frame_mask, region_mask)  # [B, T, R*q, D]
         tokens = self._encode_time(frames, frame_mask)  # [B, K, D]
         pooled = self._au_regions(tokens)
-        intensity = None
-        if self.has_au_intensity:
-            intensity = (pooled * self.au_intensity_weight).sum(-1) + self.au_intensity_bias
-        return CompressorOutput(tokens, (pooled * self.au_weight).sum(-1) + self.au_bias, intensity)
+        intensity = _per_au(pooled, self.au_intensity_weight, self.au_intensity_bias) if self.has_au_intensity else None
+        return CompressorOutput(tokens, _per_au(pooled, self.au_weight, self.au_bias), intensity)
 
     def encode_frames(self, patch_tokens, frame_mask=None, region_mask=None) -> torch.Tensor:
         """Stage 1: region queries attend over each frame's patches. ``[B, T, P, D]`` -> ``[B, T, R*q, D]``."""
@@ -175,7 +178,7 @@ class FaceTokenCompressor(nn.Module):
 
     def au_logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """AU logits ``[B, A]`` from face tokens ``[B, K, D]``: each AU reads the mean token of its own region."""
-        return (self._au_regions(tokens) * self.au_weight).sum(-1) + self.au_bias  # [B, A]
+        return _per_au(self._au_regions(tokens), self.au_weight, self.au_bias)  # [B, A]
 
     def _au_regions(self, tokens: torch.Tensor) -> torch.Tensor:
         """``[B, K, D]`` -> ``[B, A, D]``: the mean token of each AU's region."""

@@ -121,14 +121,14 @@ def warm_up_face_tokens(
     frame_mask = torch.cat([nn.functional.pad(b["frame_mask"].bool(), (0, frames - b["frame_mask"].shape[1]))
                             for b in batches])  # fmt: skip
     labels = torch.cat([b["au_labels"] for b in batches])
-    levels = torch.cat([b["au_intensities"] for b in batches])
     compressor = model.face_compressor
+    levels = torch.cat([b["au_intensities"] for b in batches]) if compressor.has_au_intensity else None
     device = next(compressor.parameters()).device
 
     def loss_of(index: torch.Tensor) -> torch.Tensor:
         out = compressor(features[index].to(device), frame_mask=frame_mask[index].to(device))
         loss = au_head_loss(out.au_logits.float(), labels[index].to(device))
-        if out.au_intensity is not None:
+        if levels is not None:
             loss = loss + au_intensity_loss(out.au_intensity, levels[index].to(device))
         return loss
 
