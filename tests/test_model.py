@@ -210,30 +210,33 @@ def test_the_none_token_says_whether_any_au_moved():
 
 
 def test_au_levels_say_how_strongly_in_the_lm_embedding_of_the_facs_letters():
-    """face_au_levels: an intensity head beside the AU head, and each AU token adds the letter its intensity
-    falls on (interpolated between the two nearest of " A" ... " E"); its loss is the squared error on the
-    present AUs' intensities, added to the AU loss."""
+    """face_au_levels: an intensity head beside the AU head, and after each AU token a level token, the letter its
+    intensity falls on (interpolated between the two nearest of " A" ... " E"); its loss is the squared error on the
+    present AUs' intensities (0-1 scale), added to the AU loss."""
     from emoreason.model.modeling import au_head_loss, au_intensity_loss
 
     model, processor = build_tiny(seed=0, face_au_tokens=True, face_au_levels=True)
     config, connector, compressor = model.config, model.face_connector, model.face_compressor
-    assert config.num_face_tokens == config.num_compressed_face_tokens + len(config.au_codes)  # no more positions
+    k, n = config.num_compressed_face_tokens, len(config.au_codes)
+    assert config.num_face_tokens == k + 2 * n  # each AU token and its level token
     connector.init_au_embeddings(model.get_input_embeddings(), processor.tokenizer, config.au_codes)
     embed = model.get_input_embeddings().weight
     letter = [embed[processor.tokenizer(f" {c}", add_special_tokens=False)["input_ids"]].mean(0) for c in "ABCDE"]
     assert all(torch.allclose(connector.au_level_embedding[i], letter[i]) for i in range(5))
-    tokens = torch.randn(2, config.num_compressed_face_tokens, config.face_config.hidden_size)
-    logits = torch.full((2, len(config.au_codes)), -30.0)
+    tokens = torch.randn(2, k, config.face_config.hidden_size)
+    logits = torch.full((2, n), -30.0)
     logits[:, 3] = 30.0
-    intensity = torch.full((2, len(config.au_codes)), 3.0)
+    intensity = torch.full((2, n), 3.0)
     intensity[0, 3], intensity[1, 3] = 4.0, 3.6
-    au_tokens = connector(tokens, logits, intensity)[:, config.num_compressed_face_tokens :]
-    code, level = connector.au_code_embedding[3], connector.au_level_embedding
-    assert torch.allclose(au_tokens[0, 3], code + level[3], atol=1e-5)  # 4.0: all " D"
-    assert torch.allclose(au_tokens[1, 3], code + 0.6 * level[3] + 0.4 * level[2], atol=1e-5)  # 3.6
-    assert torch.allclose(au_tokens[0, 4], connector.au_off_embedding)  # absent: " no", whatever its intensity
+    au_tokens = connector(tokens, logits, intensity)[:, k:]
+    assert au_tokens.shape[1] == 2 * n
+    code, level, off = connector.au_code_embedding[3], connector.au_level_embedding, connector.au_off_embedding
+    assert torch.allclose(au_tokens[0, 6], code, atol=1e-5)  # the AU token is the code alone, as without levels
+    assert torch.allclose(au_tokens[0, 7], level[3], atol=1e-5)  # 4.0: all " D"
+    assert torch.allclose(au_tokens[1, 7], 0.6 * level[3] + 0.4 * level[2], atol=1e-5)  # 3.6
+    assert torch.allclose(au_tokens[0, 8], off) and torch.allclose(au_tokens[0, 9], off)  # absent: " no", " no"
     intensity[0, 3] = -2.0  # out of range: the nearest letter
-    assert torch.allclose(connector(tokens, logits, intensity)[0, config.num_compressed_face_tokens + 3], code + level[0])
+    assert torch.allclose(connector(tokens, logits, intensity)[0, k + 7], level[0])
     with pytest.raises(ValueError, match="au_intensity"):
         connector(tokens, logits)
     batch = _batch(processor, answer="<think>AU12 D</think>")
@@ -242,7 +245,8 @@ def test_au_levels_say_how_strongly_in_the_lm_embedding_of_the_facs_letters():
     au_labels[0, :2], levels[0, 0] = torch.tensor([1.0, 0.0]), 4.5
     out = model(**_inputs(batch), labels=batch["input_ids"].clone(), au_labels=au_labels, au_intensities=levels)
     assert out.au_intensity.shape == (1, len(config.au_codes))
-    torch.testing.assert_close(out.au_loss, au_head_loss(out.au_logits, au_labels) + (out.au_intensity[0, 0] - 4.5) ** 2)
+    expected = au_head_loss(out.au_logits, au_labels) + ((out.au_intensity[0, 0] - 4.5) / 5) ** 2
+    torch.testing.assert_close(out.au_loss, expected)
     assert au_intensity_loss(out.au_intensity, torch.full_like(levels, float("nan"))) == 0  # none known
     with pytest.raises(ValueError, match="au_intensities"):
         au_intensity_loss(out.au_intensity, levels[:, :3])

@@ -148,11 +148,14 @@ def test_smol_au_tokens_none_token_and_answer_tags_start_from_the_lms_embedding_
 
     model = load_checkpoint(smol)
     config, tokenizer = model.config, EmoReasonProcessor.from_pretrained(smol).tokenizer
-    assert config.face_au_tokens and config.face_au_none_token  # the AU tokens, then the none token
-    assert config.num_face_tokens == config.num_compressed_face_tokens + len(config.au_codes) + 1
+    assert config.face_au_tokens and config.face_au_none_token and config.face_au_levels
+    assert config.num_face_tokens == config.num_compressed_face_tokens + 2 * len(config.au_codes) + 1  # AU, level; none
     connector = model.face_connector
     assert torch.allclose(connector.au_none_embedding, connector.au_off_embedding)  # " no"
     embed = model.get_input_embeddings().weight
+    for i, letter in enumerate("ABCDE"):  # the level tokens start as the FACS letters
+        ids = tokenizer(f" {letter}", add_special_tokens=False)["input_ids"]
+        assert torch.allclose(connector.au_level_embedding[i], embed[ids].float().mean(0))
     for tag in TAG_TOKENS:  # "<think>" starts at the mean of "<", "think", ">"
         ids = [i for piece in re.findall(r"</?|\w+|>", tag) for i in tokenizer(piece, add_special_tokens=False)["input_ids"]]
         assert torch.allclose(embed[tokenizer.convert_tokens_to_ids(tag)], embed[ids].mean(0))

@@ -46,8 +46,8 @@ class EmoReasonConfig(PreTrainedConfig):
             weighted by the AU head's probability (:class:`emoreason.model.connector.FaceConnector`).
         face_au_none_token: with ``face_au_tokens``, one more token after them that says whether any AU moved
             (its weight the probability that none did).
-        face_au_levels: with ``face_au_tokens``, the compressor also regresses each AU's intensity (0-5) and an
-            AU token adds the LM's embedding of its FACS letter (A-E) at that intensity: how strongly, beside which.
+        face_au_levels: with ``face_au_tokens``, the compressor also regresses each AU's intensity (0-5) and each
+            AU token is followed by a level token, the LM's embedding of its FACS letter (A-E) at that intensity.
         freeze_towers: keep the face and audio towers frozen (the default for training).
     """
 
@@ -117,10 +117,11 @@ class EmoReasonConfig(PreTrainedConfig):
     @property
     def num_face_tokens(self) -> int:
         """LM positions a ``<face>`` takes: the compressed tokens, then one AU token per AU with ``face_au_tokens``
-        (and the none token with ``face_au_none_token``)."""
+        (each followed by its level token with ``face_au_levels``; and the none token with ``face_au_none_token``)."""
         if not self.face_au_tokens:
             return self.num_compressed_face_tokens
-        return self.num_compressed_face_tokens + len(self.au_codes) + bool(self.face_au_none_token)
+        au_tokens = len(self.au_codes) * (2 if self.face_au_levels else 1)
+        return self.num_compressed_face_tokens + au_tokens + bool(self.face_au_none_token)
 
 
 __all__ = ["EmoReasonConfig", "MAX_FACE_TOKENS", "MAX_AUDIO_TOKENS"]

