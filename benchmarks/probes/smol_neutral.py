@@ -263,13 +263,18 @@ def stated(run: Path, scored: list[Path]) -> None:
     train = [a.intensity for s in samples.values() if s.split == "train" for a in s.aus if (a.intensity or 0) >= 1]
     mean = sum(train) / len(train)
     for path in scored:
-        pairs = []
-        for clip in json.loads(path.read_text())["clips"]:
+        pairs, clips = [], json.loads(path.read_text()).get("clips") if path.is_file() else None
+        if not clips or any("answer" not in c or c.get("id") not in samples for c in clips):
+            raise SystemExit(f"{path}: expected an eval<N>.json whose clips keep their answer, of --run {run}'s data")
+        for clip in clips:
             gold = {a.code: a.intensity for a in samples[clip["id"]].aus if (a.intensity or 0) >= 1}
             pred = parse_answer(clip["answer"])
             letters = observed_aus(pred.reasoning) or {}
             values = {a.code: a.intensity for a in pred.aus if a.intensity is not None}
             pairs += [(letters[c], values[c], v) for c, v in gold.items() if letters.get(c) and c in values]
+        if len(pairs) < 2:
+            print(f"{path}: {len(pairs)} gold-present AUs named in both the letters and the JSON: nothing to compare")
+            continue
         golds = torch.tensor([g for *_, g in pairs])
         print(f"{path}: {len(pairs)} gold-present AUs named; always {mean:.2f}: MAE {(golds - mean).abs().mean():.3f}")
         for i, name in enumerate(("letters", "JSON")):
