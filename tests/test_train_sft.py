@@ -213,3 +213,22 @@ def test_cli_recipe_trains_resumes_and_saves(toy, tmp_path):
     assert used["rows_used"] > 0 and used["recipe"]["crops"] == "frames"
     bad = subprocess.run([*command[:4], "--config", str(tmp_path / "missing.yaml")], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_the_compact_target_states_each_au_at_its_letters_level():
+    """The JSON restates the observation line's letters (D = 4.0), not the label's decimals, and the intensity
+    reward reads the two as one answer."""
+    from emoreason.answer import parse_answer
+    from emoreason.data.schema import AULabel, Sample
+    from emoreason.train.data import target_text
+    from emoreason.train.rewards import au_intensity_reward, observed_aus
+
+    sample = Sample(dataset="toy", media="x.mp4", emotion="sadness",
+                    aus=[AULabel("AU1", 4.4), AULabel("AU4", 2.6), AULabel("AU7", 0.4), AULabel("AU15", 1.2)])  # fmt: skip
+    text = target_text(sample, "compact")
+    pred = parse_answer(text)
+    assert pred.reasoning.startswith("Observations: AU1 D, AU4 C, AU15 A. Conclusion: sadness.")
+    assert {a.code: a.intensity for a in pred.aus} == {"AU1": 4.0, "AU4": 3.0, "AU15": 1.0} == observed_aus(pred.reasoning)
+    gold = [{"code": "AU1", "intensity": 4.4}, {"code": "AU4", "intensity": 2.6}, {"code": "AU15", "intensity": 1.2}]
+    # the JSON's errors 0.4, 0.4, 0.2 (mean 1/3 of a level), the letters' within their rounding
+    assert au_intensity_reward([text], [gold]) == pytest.approx([1 - (1 / 3) / 5])

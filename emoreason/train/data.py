@@ -152,12 +152,20 @@ def target_text(sample: Sample, style: str = "facs") -> str | None:
 
 def compact_target(sample: Sample, evidence: list) -> str | None:
     """``<think>Observations: AU6 C, AU12 B. Conclusion: happiness.</think><answer>{...}</answer>`` from the
-    labelled AUs (``evidence``: AUReports) and the gold emotion; ``None`` without an emotion label."""
+    labelled AUs (``evidence``: AUReports) and the gold emotion; ``None`` without an emotion label.
+
+    The JSON states each AU at its letter's level (C = 3.0), the FACS intensity scale DISFA and BP4D annotate in,
+    not at the label's decimals: the answer says how strongly once, and the JSON restates it. Trained to write
+    4.4 after a "D" it could not see, the LM wrote the training mean (3.6 whatever the face; the learning proof's
+    v19, BENCHMARKS.md); a level it copies from its own observation line follows the face."""
     if sample.emotion is None:
         return None
-    seen = ", ".join(f"{a.code} {intensity_letter(a.intensity)}" for a in evidence) or "no Action Unit active"
+    letters = [intensity_letter(a.intensity) for a in evidence]
+    seen = ", ".join(f"{a.code} {letter}" for a, letter in zip(evidence, letters)) or "no Action Unit active"
     reasoning = f"Observations: {seen}. Conclusion: {sample.emotion}."
-    return render_answer(reasoning, sample.emotion, 1.0, [AUClaim(a.code, round(a.intensity, 1)) for a in evidence])
+    claims = [AUClaim(a.code, float("ABCDE".index(letter) + 1) if letter != "-" else round(a.intensity, 1))
+              for a, letter in zip(evidence, letters)]  # fmt: skip
+    return render_answer(reasoning, sample.emotion, 1.0, claims)
 
 
 def au_targets(sample: Sample) -> torch.Tensor:
