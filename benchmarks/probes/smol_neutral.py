@@ -8,6 +8,7 @@
     .venv/bin/python benchmarks/probes/smol_neutral.py intensity CHECKPOINT   # is how strongly in the face path?
     .venv/bin/python benchmarks/probes/smol_neutral.py learn 1000 3000         # can the compressor learn it?
     .venv/bin/python benchmarks/probes/smol_neutral.py stated EVAL_JSON...     # do the answers' intensities follow?
+    .venv/bin/python benchmarks/probes/smol_neutral.py levels CHECKPOINT      # the intensity head's own reading
 
 On a bench_learning run's toy data (``--run``, default results/bench_smol_v8: its data, cache and base model;
 v11 is a hard-linked copy). ``head``/``warm``: the compressor's AU micro-F1 and its AU14 probability on held-out
@@ -175,6 +176,35 @@ class Probe:
             print(f"  {name:18s} ({x.shape[1] - 1} numbers, ridge {best[1]:g}): held-out MAE "
                   f"{(pred - y_test).abs().mean():.3f}, R^2 {r2:.3f}", flush=True)  # fmt: skip
 
+    def levels(self) -> None:
+        """A trained checkpoint's intensity head (``face_au_levels``) on the held-out clips: over the gold-present
+        AUs (>= 1) the AU head also reads as present, the head's value and its FACS letter's level (what the level
+        token says, rounded: A = 1 ... E = 5) against the gold intensity, and the training clips' mean for
+        comparison. What the head reads is the most an answer's intensities can follow the face."""
+        train = [a["intensity"] for x in self.train for a in x["aus"] if a["intensity"] >= 1]
+        mean, codes = sum(train) / len(train), list(self.model.config.au_codes)
+        pairs = []
+        with torch.no_grad():
+            for start in range(0, len(self.test), 50):
+                rows = self.test[start : start + 50]
+                b = self.batch(rows)
+                _, out = self.model.compress_faces(None, b["frame_mask"], face_features=b["face_features"])
+                if out.au_intensity is None:
+                    raise SystemExit("this checkpoint has no intensity head (face_au_levels is off)")
+                for row, logits, values in zip(rows, out.au_logits.float(), out.au_intensity.float()):
+                    pairs += [(values[codes.index(a["code"])].item(), a["intensity"]) for a in row["aus"]
+                              if a["intensity"] >= 1 and logits[codes.index(a["code"])] > 0]  # fmt: skip
+        head = torch.tensor([h for h, _ in pairs])
+        gold = torch.tensor([g for _, g in pairs])
+        level = head.round().clamp(1, 5)
+        print(f"{len(pairs)} held-out gold-present AUs the AU head reads; always {mean:.2f}: MAE "
+              f"{(gold - mean).abs().mean():.3f}", flush=True)  # fmt: skip
+        for name, said in (("head", head), ("its letter", level)):
+            r = torch.corrcoef(torch.stack([said, gold]))[0, 1].item()
+            mae = (said - gold).abs().mean().item()
+            print(f"  {name:10s} mean {said.mean():.2f} (gold {gold.mean():.2f}), correlation {r:.3f}, MAE {mae:.3f}"
+                  f" (intensity reward at most {1 - mae / 5:.3f})", flush=True)  # fmt: skip
+
     def learn_intensity(self, steps: int, lr: float = 5e-4, batch_size: int = 8) -> None:
         """The face warm-up (:func:`warm_up_face_tokens`: the compressor on the cached tower outputs, AU loss) with
         an intensity head beside the AU head (one weight vector per AU on its region's mean token, as the AU head)
@@ -287,7 +317,7 @@ def stated(run: Path, scored: list[Path]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "what", choices=["warm", "head", "conclusion", "labels", "answers", "intensity", "learn", "stated"]
+        "what", choices=["warm", "head", "conclusion", "labels", "answers", "intensity", "learn", "stated", "levels"]
     )
     parser.add_argument("args", nargs="+", help="warm-up steps (warm) or checkpoints")
     parser.add_argument("--run", type=Path, default=Path("results/bench_smol_v8"))
@@ -317,6 +347,8 @@ def main() -> None:
             probe.labels(args.train)
         elif args.what == "intensity":
             probe.intensity()
+        elif args.what == "levels":
+            probe.levels()
         else:
             probe.conclusion()
     return None
