@@ -9,6 +9,7 @@
     .venv/bin/python benchmarks/probes/smol_neutral.py learn 1000 3000         # can the compressor learn it?
     .venv/bin/python benchmarks/probes/smol_neutral.py stated EVAL_JSON...     # do the answers' intensities follow?
     .venv/bin/python benchmarks/probes/smol_neutral.py levels CHECKPOINT      # the intensity head's own reading
+    .venv/bin/python benchmarks/probes/smol_neutral.py ceiling EVAL_JSON 0.894 # the reward a better answer could reach
 
 On a bench_learning run's toy data (``--run``, default results/bench_smol_v8: its data, cache and base model;
 v11 is a hard-linked copy). ``head``/``warm``: the compressor's AU micro-F1 and its AU14 probability on held-out
@@ -314,10 +315,33 @@ def stated(run: Path, scored: list[Path]) -> None:
                   f"MAE {(said - golds).abs().mean():.3f}", flush=True)  # fmt: skip
 
 
+def ceiling(scored: Path, levels: list[float]) -> None:
+    """The mean reward of a stage's stored scores (``eval<N>.json``, the smol GRPO recipe's weights) with each clip's
+    intensity reward raised to ``level`` where it is lower, and with that and every other reward at 1: what a
+    policy that states the intensities as well as the face path reads them (``levels``) could reach."""
+    weights = {"format": 0.5, "emotion": 1.0, "au_f1": 1.0, "au_intensity": 1.0, "facs_consistency": 0.5}
+    clips = json.loads(scored.read_text())["clips"] if scored.is_file() else None
+    if not clips or any(set(weights) - set(c) for c in clips):
+        raise SystemExit(f"{scored}: expected an eval<N>.json scored with {', '.join(weights)}")
+
+    def total(clip: dict, level: float, rest: bool) -> float:
+        scores = {k: clip[k] for k in weights if clip[k] is not None}
+        if "au_intensity" in scores:
+            scores["au_intensity"] = max(scores["au_intensity"], level)
+        if rest:
+            scores |= {k: 1.0 for k in scores if k != "au_intensity"}
+        return sum(weights[k] * v for k, v in scores.items()) / sum(weights[k] for k in scores)
+
+    print(f"{scored}: {len(clips)} clips, mean reward {sum(c['reward'] for c in clips) / len(clips):.4f}")
+    for level in levels:
+        only, every = (sum(total(c, level, rest) for c in clips) / len(clips) for rest in (False, True))
+        print(f"  intensity at least {level:.3f}: {only:.4f}; and every other reward 1: {every:.4f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "what", choices=["warm", "head", "conclusion", "labels", "answers", "intensity", "learn", "stated", "levels"]
+        "what", choices=["warm", "head", "conclusion", "labels", "answers", "intensity", "learn", "stated", "levels", "ceiling"]
     )
     parser.add_argument("args", nargs="+", help="warm-up steps (warm) or checkpoints")
     parser.add_argument("--run", type=Path, default=Path("results/bench_smol_v8"))
@@ -327,6 +351,8 @@ def main() -> None:
         return answers(args.run, [Path(a) for a in args.args])
     if args.what == "stated":
         return stated(args.run, [Path(a) for a in args.args])
+    if args.what == "ceiling":
+        return ceiling(Path(args.args[0]), [float(a) for a in args.args[1:]])
     if args.what == "learn":
         probe = Probe(args.run)
         probe.steps = [int(a) for a in args.args]
