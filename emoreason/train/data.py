@@ -155,9 +155,10 @@ def compact_target(sample: Sample, evidence: list) -> str | None:
     labelled AUs (``evidence``: AUReports) and the gold emotion; ``None`` without an emotion label.
 
     The JSON states each AU at its letter's level (C = 3.0), the FACS intensity scale DISFA and BP4D annotate in,
-    not at the label's decimals: the answer says how strongly once, and the JSON restates it. Trained to write
-    4.4 after a "D" it could not see, the LM wrote the training mean (3.6 whatever the face; the learning proof's
-    v19, BENCHMARKS.md); a level it copies from its own observation line follows the face."""
+    not at the label's decimals: the answer says how strongly once, and the JSON restates it (a copy, not a
+    number the LM cannot see). Measured on the toy faces (the learning proof's v19 and v20, BENCHMARKS.md), the
+    80-step smol SFT learned neither: it writes the training mean with decimals (3.6), the commonest level without
+    (4.0), whatever its letter."""
     if sample.emotion is None:
         return None
     letters = [intensity_letter(a.intensity) for a in evidence]
