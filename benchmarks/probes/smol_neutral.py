@@ -195,6 +195,8 @@ class Probe:
                 for row, logits, values in zip(rows, out.au_logits.float(), out.au_intensity.float()):
                     pairs += [(values[codes.index(a["code"])].item(), a["intensity"]) for a in row["aus"]
                               if a["intensity"] >= 1 and logits[codes.index(a["code"])] > 0]  # fmt: skip
+        if len(pairs) < 2:
+            raise SystemExit(f"{len(pairs)} held-out gold-present AUs the AU head reads: nothing to compare")
         head = torch.tensor([h for h, _ in pairs])
         gold = torch.tensor([g for _, g in pairs])
         level = head.round().clamp(1, 5)
@@ -319,8 +321,14 @@ def ceiling(scored: Path, levels: list[float]) -> None:
     """The mean reward of a stage's stored scores (``eval<N>.json``, the smol GRPO recipe's weights) with each clip's
     intensity reward raised to ``level`` where it is lower, and with that and every other reward at 1: what a
     policy that states the intensities as well as the face path reads them (``levels``) could reach."""
-    weights = {"format": 0.5, "emotion": 1.0, "au_f1": 1.0, "au_intensity": 1.0, "facs_consistency": 0.5}
-    clips = json.loads(scored.read_text())["clips"] if scored.is_file() else None
+    import yaml
+
+    recipe = yaml.safe_load(Path("scripts/recipes/smol/grpo.yaml").read_text())
+    weights = dict(zip(recipe["reward_funcs"], recipe["reward_weights"]))
+    try:
+        clips = json.loads(scored.read_text())["clips"] if scored.is_file() else None
+    except (ValueError, KeyError):
+        clips = None
     if not clips or any(set(weights) - set(c) for c in clips):
         raise SystemExit(f"{scored}: expected an eval<N>.json scored with {', '.join(weights)}")
 
@@ -352,7 +360,11 @@ def main() -> None:
     if args.what == "stated":
         return stated(args.run, [Path(a) for a in args.args])
     if args.what == "ceiling":
-        return ceiling(Path(args.args[0]), [float(a) for a in args.args[1:]])
+        try:
+            levels = [float(a) for a in args.args[1:]]
+        except ValueError:
+            raise SystemExit("ceiling: expected EVAL_JSON then intensity levels (numbers, e.g. 0.894)") from None
+        return ceiling(Path(args.args[0]), levels)
     if args.what == "learn":
         probe = Probe(args.run)
         probe.steps = [int(a) for a in args.args]
